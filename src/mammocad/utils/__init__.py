@@ -1,0 +1,1 @@
+"""Lowest layer: errors, atomic file writes, image file I/O and the failure-tolerant worker pool."""
