@@ -1,0 +1,91 @@
+"""Patient-level split schemes: no patient's images ever fall in two splits.
+
+- ``official``: the dataset's own train/test (CBIS-DDSM's CSVs); the training patients are
+  further split 90/10 into train/val, stratified by whether the patient has a malignant
+  abnormality. A patient listed in both official sets (31 in CBIS-DDSM, e.g. a mass in
+  train and a calcification in test) goes to test, so the test set never shares a woman
+  with training. Datasets without an official split (mini-MIAS) fall back to ``tfds``.
+- ``tfds``: the TensorFlow Datasets ``curated_breast_imaging_ddsm`` rule that produced the
+  paper's Table 9: sort patient ids, shuffle with NumPy's legacy generator seeded
+  ``0x12345``, then the first 15% are test, the next 76.5% train, the rest validation.
+  On the official CSVs this gives 234 / 1197 / 135 patients, as the builder documents.
+"""
+
+from __future__ import annotations
+
+import enum
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from mammocad.data.records import RecordTable
+
+SPLITS = ("train", "val", "test")
+TFDS_SEED = 0x12345
+
+
+class SplitScheme(str, enum.Enum):
+    OFFICIAL = "official"
+    TFDS = "tfds"
+
+
+def tfds_patient_split(
+    patients: list[str], *, seed: int = TFDS_SEED, test_fraction: float = 0.15, train_fraction: float = 0.765,
+) -> dict[str, str]:
+    """patient id -> split, exactly as the TFDS builder's ``_split_patients`` assigns them."""
+    order = sorted(patients)
+    # RandomState (not Generator): the builder used np.random.seed + np.random.shuffle.
+    np.random.RandomState(seed).shuffle(order)
+    cut_test = int(test_fraction * len(order))
+    cut_train = cut_test + int(train_fraction * len(order))
+    return {p: ("test" if i < cut_test else "train" if i < cut_train else "val") for i, p in enumerate(order)}
+
+
+def official_patient_split(table: RecordTable, *, seed: int = 0, val_fraction: float = 0.1) -> dict[str, str]:
+    """patient id -> split from the dataset's official train/test, train cut into train/val."""
+    official: dict[str, set[str]] = {}
+    for im in table.images:
+        official.setdefault(im.patient_id, set()).add(im.official_split or "")
+    if any("" in s for s in official.values()):
+        raise ValueError("official split requested but some images have no official_split (use the tfds scheme)")
+    assignment = {p: "test" for p, s in official.items() if "test" in s}
+    train_patients = sorted(p for p, s in official.items() if s == {"train"})
+    malignant = _patients_with_malignancy(table)
+    labels = [p in malignant for p in train_patients]
+    stratify = labels if 0 < sum(labels) < len(labels) and len(train_patients) >= 20 else None
+    n_val = max(1, round(val_fraction * len(train_patients))) if len(train_patients) > 1 else 0
+    if n_val:
+        train, val = train_test_split(train_patients, test_size=n_val, random_state=seed, stratify=stratify)
+    else:
+        train, val = train_patients, []
+    assignment.update({p: "train" for p in train})
+    assignment.update({p: "val" for p in val})
+    return assignment
+
+
+def _patients_with_malignancy(table: RecordTable) -> set[str]:
+    patient_of = {im.image_id: im.patient_id for im in table.images}
+    return {patient_of[a.image_id] for a in table.abnormalities if a.pathology.is_malignant}
+
+
+def patient_split(table: RecordTable, scheme: SplitScheme | str, *, seed: int = 0) -> dict[str, str]:
+    """patient id -> ``train``/``val``/``test`` under ``scheme``.
+
+    ``seed`` drives the official scheme's train/val cut; the tfds scheme always uses the
+    builder's fixed seed so Table 9 is reproduced.
+    """
+    scheme = SplitScheme(scheme)
+    has_official = all(im.official_split for im in table.images)
+    if scheme is SplitScheme.OFFICIAL and has_official:
+        return official_patient_split(table, seed=seed)
+    return tfds_patient_split(table.patients())
+
+
+def image_split(table: RecordTable, scheme: SplitScheme | str, *, seed: int = 0) -> dict[str, str]:
+    """image id -> split (each image inherits its patient's split)."""
+    by_patient = patient_split(table, scheme, seed=seed)
+    return {im.image_id: by_patient[im.patient_id] for im in table.images}
+
+
+def restrict(table: RecordTable, split_of_image: dict[str, str], split: str) -> RecordTable:
+    """The part of ``table`` whose images are in ``split``."""
+    return table.subset(i for i, s in split_of_image.items() if s == split)

@@ -1,0 +1,142 @@
+"""Typed configs: dataclasses whose every field is both a YAML key and a CLI flag.
+
+A command's configuration is one or more flat dataclasses. Values come from, lowest
+priority first: the dataclass defaults, a YAML file (``--config FILE``), and the flags the
+user typed. :func:`click_options` derives the flags from the fields (``crop_top`` becomes
+``--crop-top``; a field's ``metadata["help"]`` is its help text), so the two can never
+drift apart, and :func:`build_configs` merges the three sources with type checks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import types
+import typing
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+import yaml
+
+from mammocad.utils.errors import DataError
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _base_type(tp: Any) -> tuple[Any, bool]:
+    """(underlying type, optional?) for ``X``, ``X | None`` and ``Optional[X]``."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+    return tp, False
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    base, optional = _base_type(tp)
+    if value is None or (optional and isinstance(value, str) and value.lower() in ("none", "null", "")):
+        if optional:
+            return None
+        raise ValueError(f"{where}: a value is required")
+    try:
+        if base is bool:
+            if isinstance(value, str):
+                if value.lower() in ("1", "true", "yes", "on"):
+                    return True
+                if value.lower() in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError(value)
+            return bool(value)
+        if base is Path:
+            return Path(value)
+        if isinstance(base, type) and issubclass(base, enum.Enum):
+            return base(value)
+        if base in (int, float, str):
+            if base is int and isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return base(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: {value!r} is not a valid {getattr(base, '__name__', base)}") from None
+    return value
+
+
+def flag_name(field_name: str) -> str:
+    return "--" + field_name.replace("_", "-")
+
+
+def click_options(*classes: type) -> Callable[[Callable], Callable]:
+    """Decorator adding one click option per dataclass field (default ``None`` = not given)."""
+
+    def decorate(fn: Callable) -> Callable:
+        for cls in reversed(classes):
+            hints = _field_types(cls)
+            for f in reversed(dataclasses.fields(cls)):
+                base, _ = _base_type(hints[f.name])
+                default = f.default if f.default is not dataclasses.MISSING else None
+                help_text = f.metadata.get("help", "")
+                help_text = f"{help_text} [default: {default.value if isinstance(default, enum.Enum) else default}]"
+                if base is bool:
+                    fn = click.option(
+                        f"{flag_name(f.name)}/--no-{f.name.replace('_', '-')}", f.name, default=None, help=help_text
+                    )(fn)
+                    continue
+                if isinstance(base, type) and issubclass(base, enum.Enum):
+                    click_type: Any = click.Choice([e.value for e in base])
+                elif base in (int, float):
+                    click_type = base
+                else:
+                    click_type = str
+                fn = click.option(flag_name(f.name), f.name, type=click_type, default=None, help=help_text)(fn)
+        return fn
+
+    return decorate
+
+
+def build_configs(classes: tuple[type, ...], yaml_path: str | Path | None, flags: dict[str, Any]) -> tuple[Any, ...]:
+    """Instances of ``classes`` from defaults < YAML file < flags that were given (not None).
+
+    A YAML key that belongs to none of the classes is an error naming the file, so a typo
+    never silently falls back to a default.
+    """
+    from_yaml: dict[str, Any] = {}
+    if yaml_path is not None:
+        path = Path(yaml_path)
+        if not path.is_file():
+            raise DataError(path, "config file not found")
+        loaded = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise DataError(path, "config must be a YAML mapping of option: value")
+        from_yaml = {str(k).replace("-", "_"): v for k, v in loaded.items()}
+        known = {f.name for cls in classes for f in dataclasses.fields(cls)}
+        unknown = sorted(set(from_yaml) - known)
+        if unknown:
+            raise DataError(path, f"unknown config keys {unknown}; known: {sorted(known)}")
+    out = []
+    for cls in classes:
+        hints = _field_types(cls)
+        kwargs = {}
+        for f in dataclasses.fields(cls):
+            if flags.get(f.name) is not None:
+                kwargs[f.name] = _coerce(flags[f.name], hints[f.name], flag_name(f.name))
+            elif f.name in from_yaml:
+                kwargs[f.name] = _coerce(from_yaml[f.name], hints[f.name], f"{yaml_path}: {f.name}")
+        out.append(cls(**kwargs))
+    return tuple(out)
+
+
+def config_dict(*configs: Any) -> dict[str, Any]:
+    """Flat YAML-ready mapping of one or more configs (paths and enums as strings)."""
+    out: dict[str, Any] = {}
+    for cfg in configs:
+        for f in dataclasses.fields(cfg):
+            value = getattr(cfg, f.name)
+            out[f.name] = value.value if isinstance(value, enum.Enum) else str(value) if isinstance(value, Path) else value
+    return out
+
+
+def dump_yaml(*configs: Any) -> str:
+    return yaml.safe_dump(config_dict(*configs), sort_keys=False)

@@ -1,0 +1,31 @@
+"""Shared fixtures. Real data lives in ../shared/data (research licences): read in place, never copied."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def _shared(sub: str) -> Path:
+    path = SHARED_DATA / sub
+    if not path.exists():
+        pytest.skip(f"real data not available: {path} is absent (licensed data is never shipped with mammocad)")
+    return path
+
+
+@pytest.fixture
+def cbis_csv_dir() -> Path:
+    return _shared("cbis-ddsm/csv")
+
+
+@pytest.fixture
+def cbis_samples() -> Path:
+    return _shared("cbis-ddsm/samples")
+
+
+@pytest.fixture
+def mias_dir() -> Path:
+    return _shared("mini-mias-dev")

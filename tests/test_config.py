@@ -1,0 +1,66 @@
+"""Configs: YAML keys and CLI flags are the same set, flags win, typos are errors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from mammocad.data.splits import SplitScheme
+from mammocad.utils.config import build_configs, click_options, dump_yaml
+from mammocad.utils.errors import DataError
+
+
+@dataclass(frozen=True)
+class A:
+    size: int | None = field(default=None, metadata={"help": "resize"})
+    clip: float = 2.0
+    out: Path = Path("o")
+
+
+@dataclass(frozen=True)
+class B:
+    flag: bool = False
+    scheme: SplitScheme = SplitScheme.OFFICIAL
+
+
+def _command():
+    @click.command()
+    @click.option("--config", "config_file", type=click.Path(path_type=Path))
+    @click_options(A, B)
+    def cmd(config_file, **flags):
+        a, b = build_configs((A, B), config_file, flags)
+        click.echo(dump_yaml(a, b))
+
+    return cmd
+
+
+def test_precedence_defaults_yaml_flags(tmp_path: Path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("size: 512\nclip: 3.5\nscheme: tfds\nflag: true\n")
+    result = CliRunner().invoke(_command(), ["--config", str(cfg), "--clip", "1.5", "--no-flag"])
+    assert result.exit_code == 0, result.output
+    assert "size: 512" in result.output and "clip: 1.5" in result.output
+    assert "flag: false" in result.output and "scheme: tfds" in result.output and "out: o" in result.output
+
+
+def test_every_field_is_a_flag():
+    help_text = CliRunner().invoke(_command(), ["--help"]).output
+    for flag in ("--size", "--clip", "--out", "--flag / --no-flag", "--scheme [official|tfds]"):
+        assert flag in help_text
+    assert "resize [default: None]" in help_text
+
+
+def test_unknown_yaml_key_and_bad_value(tmp_path: Path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("sise: 512\n")
+    with pytest.raises(DataError, match=r"c.yaml: unknown config keys \['sise'\]"):
+        build_configs((A, B), cfg, {})
+    cfg.write_text("clip: lots\n")
+    with pytest.raises(ValueError, match="'lots' is not a valid float"):
+        build_configs((A, B), cfg, {})
+    cfg.write_text("size: null\n")
+    assert build_configs((A, B), cfg, {})[0].size is None
