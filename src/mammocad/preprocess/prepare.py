@@ -201,13 +201,22 @@ def _write_manifests(out: Path, table: RecordTable, finished: list[str]) -> None
 
 def run_prepare(job: PrepareJob, config: PreprocessConfig, *, progress: bool = True) -> PrepareSummary:
     """Prepare every image of ``job.source`` into ``job.out`` (incremental, parallel)."""
-    out = Path(job.out)
-    out.mkdir(parents=True, exist_ok=True)
     failures: list[Failure] = []
     table = load_dataset(job.source, job.dataset, failures=failures, workers=job.workers, progress=progress)
     if job.limit is not None:
         table = table.subset([im.image_id for im in table.images[: job.limit]])
     split_of = image_split(table, job.split_scheme, seed=job.seed)
+    return prepare_table(table, split_of, job, config, failures=failures, progress=progress)
+
+
+def prepare_table(
+    table: RecordTable, split_of: dict[str, str], job: PrepareJob, config: PreprocessConfig, *,
+    failures: list[Failure] | None = None, progress: bool = True,
+) -> PrepareSummary:
+    """Prepare the images of an already loaded record table (``job.source`` is not read)."""
+    out = Path(job.out)
+    out.mkdir(parents=True, exist_ok=True)
+    failures = failures if failures is not None else []
     fp = fingerprint(config)
     by_image = table.abnormalities_by_image()
     figure_ids = {im.image_id for im in sorted(table.images, key=lambda im: im.image_id)[: job.figures]}
@@ -224,13 +233,12 @@ def run_prepare(job: PrepareJob, config: PreprocessConfig, *, progress: bool = T
     ):
         finished.add(record["image_id"])
         prepared += 1
-    ordered = [im.image_id for im in table.images if im.image_id in finished]
-    _write_manifests(out, table, ordered)
+    _write_manifests(out, table, [im.image_id for im in table.images if im.image_id in finished])
     write_csv(out / "failures.csv", pd.DataFrame(
         [dataclasses.asdict(f) for f in failures], columns=["item", "path", "problem"]
     ))
     write_text(out / "prepare.yaml", dump_yaml(job, config))
-    figures = sorted(p for p in (out / "figures").glob("*.png")) if (out / "figures").is_dir() else []
+    figures = sorted((out / "figures").glob("*.png"))
     return PrepareSummary(out, prepared, len(jobs) - len(todo), failures, figures)
 
 
