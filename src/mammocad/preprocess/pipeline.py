@@ -1,0 +1,207 @@
+"""Preprocess one mammogram and its lesion masks with the same geometry (paper appendix 9.1).
+
+:func:`preprocess` runs the steps of :mod:`mammocad.preprocess.steps` in the reference
+order::
+
+    crop borders -> normalise -> breast mask (applied to the image) -> flip so the chest wall
+    is on the left -> CLAHE -> pad to square -> resize
+
+Every geometric step (crop, flip, pad, resize) is applied identically to the image, its
+breast mask and its lesion masks, so they stay pixel-aligned; :class:`Geometry` records the
+steps and maps coordinates between the input and the output. The breast-mask and flip
+decisions are taken on the image alone, and the breast mask cuts the image only: a lesion
+mask is never clipped by it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from mammocad.preprocess import steps
+from mammocad.utils.errors import DataError
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """Settings of :func:`preprocess`. Sizes in pixels of the input image unless stated."""
+
+    crop_left: float = field(default=0.01, metadata={"help": "fraction of columns cropped at the left border"})
+    crop_right: float = field(default=0.01, metadata={"help": "fraction of columns cropped at the right border"})
+    crop_top: float = field(default=0.04, metadata={"help": "fraction of rows cropped at the top border"})
+    crop_bottom: float = field(default=0.04, metadata={"help": "fraction of rows cropped at the bottom border"})
+    threshold: float = field(default=0.1, metadata={"help": "breast mask: threshold on the [0, 1]-normalised image"})
+    open_kernel: int = field(default=23, metadata={"help": "breast mask: opening square, px (removes labels, edges)"})
+    dilate_kernel: int = field(default=23, metadata={"help": "breast mask: dilation square after the opening, px"})
+    clahe_clip: float = field(default=2.0, metadata={"help": "CLAHE clip limit"})
+    clahe_tile: int = field(default=8, metadata={"help": "CLAHE tiles along each axis"})
+    clahe_hist_bits: int = field(default=10, metadata={
+        "help": "CLAHE histogram resolution for 16-bit images, 8-16 bits (8-bit images always use 8)"})
+    pad_square: bool = field(default=True, metadata={"help": "zero-pad right/bottom to a square"})
+    size: int | None = field(default=None, metadata={
+        "help": "resize so the longer side is SIZE px (e.g. 512); none keeps full resolution"})
+    output_bits: int = field(default=16, metadata={"help": "output image depth: 8 or 16 bits"})
+
+    def __post_init__(self) -> None:
+        _ = self.crop_fractions  # CropFractions raises ValueError for a fraction out of range
+        problems = [
+            (not 0.0 <= self.threshold < 1.0, f"threshold must be in [0, 1), got {self.threshold}"),
+            (self.open_kernel < 1 or self.dilate_kernel < 1,
+             f"kernels must be >= 1 px, got open {self.open_kernel}, dilate {self.dilate_kernel}"),
+            (self.clahe_clip <= 0, f"clahe_clip must be > 0, got {self.clahe_clip}"),
+            (self.clahe_tile < 1, f"clahe_tile must be >= 1, got {self.clahe_tile}"),
+            (not 8 <= self.clahe_hist_bits <= 16, f"clahe_hist_bits must be 8-16, got {self.clahe_hist_bits}"),
+            (self.size is not None and self.size < 1, f"size must be >= 1 or None, got {self.size}"),
+            (self.output_bits not in (8, 16), f"output_bits must be 8 or 16, got {self.output_bits}"),
+        ]
+        for failed, message in problems:
+            if failed:
+                raise ValueError(message)
+
+    @property
+    def crop_fractions(self) -> steps.CropFractions:
+        return steps.CropFractions(left=self.crop_left, right=self.crop_right, top=self.crop_top,
+                                   bottom=self.crop_bottom)
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """How output pixels relate to input pixels: crop, then flip, then pad, then resize.
+
+    Shapes are (rows, cols) in pixels. Coordinates are (row, col) with pixel centres at
+    integer positions (pixel ``[r, c]`` is the point ``(r, c)``), real-valued, so they can
+    describe sub-pixel positions and survive the resize exactly.
+    """
+
+    input_shape: tuple[int, int]
+    crop_top: int  # first input row kept
+    crop_left: int  # first input col kept
+    cropped_shape: tuple[int, int]
+    flipped: bool  # left-right mirror of the cropped image
+    padded_shape: tuple[int, int]  # zeros added at the right/bottom only: no pixel moves
+    output_shape: tuple[int, int]
+
+    def _scale(self) -> tuple[float, float]:
+        return (self.output_shape[0] / self.padded_shape[0], self.output_shape[1] / self.padded_shape[1])
+
+    def to_output(self, rows, cols) -> tuple[np.ndarray, np.ndarray]:
+        """Input (row, col) coordinates -> output coordinates; array-likes in, float arrays out."""
+        rows = np.asarray(rows, dtype=np.float64) - self.crop_top
+        cols = np.asarray(cols, dtype=np.float64) - self.crop_left
+        if self.flipped:
+            cols = (self.cropped_shape[1] - 1) - cols
+        scale_rows, scale_cols = self._scale()
+        # Resizing maps pixel *edges* 0..n onto 0..m, so centres shift by half a pixel.
+        return (rows + 0.5) * scale_rows - 0.5, (cols + 0.5) * scale_cols - 0.5
+
+    def to_input(self, rows, cols) -> tuple[np.ndarray, np.ndarray]:
+        """Output (row, col) coordinates -> input coordinates; the inverse of :meth:`to_output`."""
+        scale_rows, scale_cols = self._scale()
+        rows = (np.asarray(rows, dtype=np.float64) + 0.5) / scale_rows - 0.5
+        cols = (np.asarray(cols, dtype=np.float64) + 0.5) / scale_cols - 0.5
+        if self.flipped:
+            cols = (self.cropped_shape[1] - 1) - cols
+        return rows + self.crop_top, cols + self.crop_left
+
+
+@dataclass
+class Preprocessed:
+    """Output of :func:`preprocess`; all arrays share the shape ``geometry.output_shape``."""
+
+    image: np.ndarray  # uint8 or uint16 (config.output_bits), breast only, background 0
+    masks: list[np.ndarray]  # uint8 0/255 lesion masks, in the order given
+    breast_mask: np.ndarray  # uint8 0/255
+    geometry: Geometry
+
+
+def preprocess(image: np.ndarray, masks: Sequence[np.ndarray] = (), config: PreprocessConfig = PreprocessConfig(),
+               source: str | None = None) -> Preprocessed:
+    """Preprocess a mammogram (uint8 or uint16, rows x cols) and its lesion masks.
+
+    ``masks``: lesion masks of the image's shape, any dtype, nonzero = lesion. ``source``
+    names the image in error messages. Inputs are not modified.
+
+    Raises :class:`DataError` (one line) for a non-2-D or empty image, an unsupported pixel
+    type, a mask of another shape than the image, an all-zero mask, an image without a
+    breast (e.g. constant), and a lesion mask that the border crop or the resize empties.
+    """
+    _check_image(image, source)
+    _check_masks(image.shape, masks, source)
+    window = steps.crop_window(image.shape, config.crop_fractions)
+    lesions = [steps.binary_mask(m[window]) for m in masks]
+    _check_not_emptied(lesions, source, "lies entirely in the cropped border")
+
+    norm = steps.normalize(image[window])
+    breast = _find_breast(norm, config, source)
+    tissue = steps.apply_mask(norm, breast)
+    flipped = steps.should_flip(tissue)
+    if flipped:
+        tissue, breast = steps.flip_horizontal(tissue), steps.flip_horizontal(breast)
+        lesions = [steps.flip_horizontal(m) for m in lesions]
+    hist_bits = 8 if image.dtype == np.uint8 else config.clahe_hist_bits
+    enhanced = steps.clahe(tissue, config.clahe_clip, (config.clahe_tile, config.clahe_tile), hist_bits)
+
+    if config.pad_square:
+        enhanced, breast = steps.pad_to_square(enhanced), steps.pad_to_square(breast)
+        lesions = [steps.pad_to_square(m) for m in lesions]
+    padded_shape = enhanced.shape
+    if config.size is not None:
+        enhanced, breast = steps.resize(enhanced, config.size), steps.resize(breast, config.size, mask=True)
+        lesions = [steps.resize(m, config.size, mask=True) for m in lesions]
+        _check_not_emptied(lesions, source, f"vanished when resizing to {enhanced.shape[0]}x{enhanced.shape[1]} "
+                                            "(lesion smaller than the scale step; use a larger size)")
+
+    # Last, so nothing outside the final breast mask survives: CLAHE lifts the empty background
+    # to a few grey levels, and area resizing blends the breast edge into the next pixels.
+    enhanced = steps.apply_mask(enhanced, breast)
+    geometry = Geometry(
+        input_shape=(int(image.shape[0]), int(image.shape[1])),
+        crop_top=window[0].start,
+        crop_left=window[1].start,
+        cropped_shape=_shape(norm.shape),
+        flipped=flipped,
+        padded_shape=_shape(padded_shape),
+        output_shape=_shape(enhanced.shape),
+    )
+    return Preprocessed(steps.to_uint(enhanced, config.output_bits), lesions, breast, geometry)
+
+
+def _shape(shape: tuple[int, ...]) -> tuple[int, int]:
+    return int(shape[0]), int(shape[1])
+
+
+def _check_image(image: np.ndarray, source: str | None) -> None:
+    if image.ndim != 2:
+        raise DataError(source, f"expected a 2-D grayscale image (rows, cols), got shape {image.shape}")
+    if image.size == 0:
+        raise DataError(source, f"empty image (shape {image.shape})")
+    if image.dtype not in (np.uint8, np.uint16):
+        raise DataError(source, f"unsupported pixel type {image.dtype}; expected uint8 or uint16")
+
+
+def _check_masks(shape: tuple[int, int], masks: Sequence[np.ndarray], source: str | None) -> None:
+    for k, mask in enumerate(masks, start=1):
+        which = f"(lesion mask {k} of {len(masks)})"
+        if mask.shape != shape:
+            raise DataError(source, f"mask {'x'.join(map(str, mask.shape))} does not match image "
+                                    f"{shape[0]}x{shape[1]} (rows x cols) {which}")
+        if not mask.any():
+            raise DataError(source, f"empty ROI mask: all zero {which}")
+
+
+def _check_not_emptied(masks: list[np.ndarray], source: str | None, why: str) -> None:
+    for k, mask in enumerate(masks, start=1):
+        if not mask.any():
+            raise DataError(source, f"ROI mask {why} (lesion mask {k} of {len(masks)})")
+
+
+def _find_breast(norm: np.ndarray, config: PreprocessConfig, source: str | None) -> np.ndarray:
+    breast = steps.breast_mask(norm, config.threshold, config.open_kernel, config.dilate_kernel)
+    if breast.any():
+        return breast
+    if not norm.any():  # normalize() maps a constant image to all zeros
+        raise DataError(source, "no breast found: the image (after the border crop) is constant")
+    raise DataError(source, f"no breast found: no region above threshold {config.threshold} survives "
+                            f"the {config.open_kernel}x{config.open_kernel} px opening")
