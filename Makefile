@@ -18,7 +18,8 @@ demo: $(STAMP)
 
 # pytest exits 5 when it collects no test: treat that as a failure CI can see, not a silent pass.
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/python -m pytest -q; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing on purpose"; fi; exit $$rc
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache

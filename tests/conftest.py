@@ -29,3 +29,16 @@ def cbis_samples() -> Path:
 @pytest.fixture
 def mias_dir() -> Path:
     return _shared("mini-mias-dev")
+
+
+@pytest.fixture(scope="session")
+def synth_small(tmp_path_factory) -> Path:
+    """A tiny synthetic CBIS-DDSM (6 patients, 384x288 mammograms), generated once per test session.
+
+    Read-only for tests: a test that alters files copies it first.
+    """
+    from mammocad.data.synthetic import SynthConfig, generate_cbis_ddsm
+
+    out = tmp_path_factory.mktemp("synth_small")
+    generate_cbis_ddsm(out, SynthConfig(patients=6, seed=1, image_rows=384, image_cols=288), progress=False)
+    return out

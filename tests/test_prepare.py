@@ -1,0 +1,166 @@
+"""`mammocad prepare` over a whole (synthetic) dataset: outputs, alignment, re-runs, bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mammocad.data.registry import load_dataset
+from mammocad.data.splits import image_split
+from mammocad.preprocess.pipeline import Geometry, PreprocessConfig
+from mammocad.preprocess.prepare import PrepareJob, load_prepared, prepare_table, run_prepare
+from mammocad.utils.imageio import read_image, write_png
+
+
+def _job(source: Path, out: Path, **kw) -> PrepareJob:
+    return PrepareJob(source=source, out=out, workers=kw.pop("workers", 1), figures=kw.pop("figures", 1), **kw)
+
+
+@pytest.fixture(scope="module")
+def prepared(synth_small: Path, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("prepared")
+    summary = run_prepare(_job(synth_small, out, workers=2), PreprocessConfig(), progress=False)
+    assert not summary.failures
+    return out
+
+
+def _geometry(row: pd.Series) -> Geometry:
+    return Geometry(
+        input_shape=(row.input_rows, row.input_cols), crop_top=row.crop_top, crop_left=row.crop_left,
+        cropped_shape=(row.cropped_rows, row.cropped_cols), flipped=bool(row.flipped),
+        padded_shape=(row.padded_rows, row.padded_cols), output_shape=(row.rows, row.cols),
+    )
+
+
+def _centroid(mask: np.ndarray) -> np.ndarray:
+    return np.argwhere(mask > 0).mean(axis=0)
+
+
+def test_every_image_and_mask_is_written_and_listed(prepared: Path, synth_small: Path):
+    table = load_dataset(synth_small, "cbis-ddsm", resolve_files=False, progress=False)
+    images = pd.read_csv(prepared / "images.csv")
+    abnormalities = pd.read_csv(prepared / "abnormalities.csv")
+    assert sorted(images["image_id"]) == sorted(im.image_id for im in table.images)
+    assert len(abnormalities) == len(table.abnormalities)
+    for row in images.itertuples():
+        image = read_image(prepared / row.prepared_image)
+        assert image.dtype == np.uint16 and image.shape == (row.rows, row.cols) and row.rows == row.cols
+        assert read_image(prepared / row.prepared_breast).shape == image.shape
+    assert (prepared / "prepare.yaml").is_file()
+    assert pd.read_csv(prepared / "failures.csv").empty
+    assert len(list((prepared / "figures").glob("*.png"))) == 1
+    assert not list(prepared.rglob("*.tmp*")), "temporary files left behind"
+
+
+def test_split_is_patient_level_and_matches_the_scheme(prepared: Path):
+    table, images, abnormalities = load_prepared(prepared)
+    assert images.groupby("patient_id")["split"].nunique().max() == 1
+    assert dict(zip(images["image_id"], images["split"])) == image_split(table, "official", seed=0)
+    assert (abnormalities["split"] == abnormalities["image_id"].map(dict(zip(images["image_id"], images["split"])))).all()
+
+
+def test_prepared_masks_stay_on_their_lesions(prepared: Path):
+    """The original mask's centroid, mapped through the recorded geometry, is the prepared mask's centroid."""
+    _, images, abnormalities = load_prepared(prepared)
+    by_image = images.set_index("image_id")
+    for row in abnormalities.itertuples():
+        original = read_image(row.roi_mask_path)
+        mask = read_image(prepared / row.prepared_mask)
+        geometry = _geometry(by_image.loc[row.image_id])
+        expected = np.array(geometry.to_output(*_centroid(original)))
+        assert np.abs(_centroid(mask) - expected).max() < 1.0, row.key
+        # bounding box columns in the manifest describe the written mask
+        nz = np.argwhere(mask)
+        assert (row.row0, row.col0, row.row1, row.col1) == (*nz.min(0), *(nz.max(0) + 1))
+        assert row.area_px == np.count_nonzero(mask)
+
+
+def test_load_prepared_points_records_at_prepared_files(prepared: Path):
+    table, _, _ = load_prepared(prepared)
+    for im in table.images:
+        assert Path(im.image_path).is_relative_to(prepared) and Path(im.image_path).is_file()
+    for a in table.abnormalities:
+        assert Path(a.roi_mask_path).is_file() and a.roi_circle is None
+
+
+def test_rerun_skips_finished_images_and_a_new_setting_redoes_them(synth_small: Path, tmp_path: Path):
+    job = _job(synth_small, tmp_path / "out", limit=3)
+    first = run_prepare(job, PreprocessConfig(), progress=False)
+    assert (first.prepared, first.skipped) == (3, 0)
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "out" / "images").iterdir()}
+    again = run_prepare(job, PreprocessConfig(), progress=False)
+    assert (again.prepared, again.skipped) == (0, 3)
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "out" / "images").iterdir()} == stamps
+    # a deleted output is noticed and only that image is redone
+    victim = sorted(stamps)[0]
+    victim.unlink()
+    repaired = run_prepare(job, PreprocessConfig(), progress=False)
+    assert (repaired.prepared, repaired.skipped) == (1, 2) and victim.is_file()
+    changed = run_prepare(job, PreprocessConfig(size=128), progress=False)
+    assert (changed.prepared, changed.skipped) == (3, 0)
+    assert read_image(victim).shape == (128, 128)
+
+
+def _table_and_splits(source: Path):
+    table = load_dataset(source, "cbis-ddsm", progress=False)
+    return table, image_split(table, "official", seed=0)
+
+
+def _break(table, image_id: str, **changes):
+    """A copy of the table in which one image's record (or its first abnormality's) is changed."""
+    images = [dataclasses.replace(im, **changes.get("image", {})) if im.image_id == image_id else im
+              for im in table.images]
+    abnormalities = [dataclasses.replace(a, **changes.get("abnormality", {})) if a.image_id == image_id else a
+                     for a in table.abnormalities]
+    return type(table)(images, abnormalities)
+
+
+@pytest.mark.parametrize("case", ["missing image", "corrupt dicom", "mask size mismatch", "empty mask"])
+def test_bad_input_is_one_line_and_the_rest_is_finished(synth_small: Path, tmp_path: Path, case: str):
+    table, split_of = _table_and_splits(synth_small)
+    victim = next(a.image_id for a in table.abnormalities if a.roi_mask_path)
+    bad_file = tmp_path / "bad.dcm"
+    if case == "missing image":
+        broken = _break(table, victim, image={"image_path": str(tmp_path / "gone.dcm")})
+        bad_file = tmp_path / "gone.dcm"
+    elif case == "corrupt dicom":
+        bad_file.write_bytes(b"DICM" + b"\x00" * 50)
+        broken = _break(table, victim, image={"image_path": str(bad_file)})
+    else:
+        image = read_image(next(im.image_path for im in table.images if im.image_id == victim))
+        shape = (image.shape[0] // 2, image.shape[1]) if case == "mask size mismatch" else image.shape
+        bad_file = tmp_path / "bad_mask.png"
+        write_png(bad_file, np.zeros(shape, np.uint8) + (255 if case == "mask size mismatch" else 0))
+        broken = _break(table, victim, abnormality={"roi_mask_path": str(bad_file)})
+    out = tmp_path / "out"
+    summary = prepare_table(broken, split_of, _job(synth_small, out, figures=0), PreprocessConfig(), progress=False)
+
+    assert [f.item for f in summary.failures] == [victim]
+    failure = summary.failures[0]
+    assert str(bad_file) in str(failure) and "\n" not in str(failure)
+    assert summary.prepared == len(table.images) - 1
+    # nothing of the failed image is on disk, everything else is, and failures.csv lists it
+    assert not list(out.rglob(f"{victim}*")) and not list(out.rglob("*.tmp*"))
+    assert victim not in set(pd.read_csv(out / "images.csv")["image_id"])
+    assert len(pd.read_csv(out / "images.csv")) == len(table.images) - 1
+    assert list(pd.read_csv(out / "failures.csv")["item"]) == [victim]
+    # once the input is fixed, a re-run prepares just that image
+    fixed = prepare_table(table, split_of, _job(synth_small, out, figures=0), PreprocessConfig(), progress=False)
+    assert (fixed.prepared, fixed.skipped, fixed.failures) == (1, len(table.images) - 1, [])
+
+
+def test_corrupt_dicom_in_the_dataset_folder_is_reported_by_run_prepare(synth_small: Path, tmp_path: Path):
+    source = tmp_path / "synth"
+    shutil.copytree(synth_small, source)
+    table = load_dataset(source, "cbis-ddsm", progress=False)
+    victim = table.images[0]
+    Path(victim.image_path).write_bytes(b"not a dicom at all")
+    summary = run_prepare(_job(source, tmp_path / "out", figures=0), PreprocessConfig(), progress=False)
+    problems = [str(f) for f in summary.failures]
+    assert len(problems) == 1 and str(victim.image_path) in problems[0], problems
+    assert summary.prepared == len(table.images) - 1
