@@ -42,3 +42,16 @@ def synth_small(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("synth_small")
     generate_cbis_ddsm(out, SynthConfig(patients=6, seed=1, image_rows=384, image_cols=288), progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def prepared_small(synth_small: Path, tmp_path_factory) -> Path:
+    """``synth_small`` run through `mammocad prepare` (default settings, full resolution). Read-only."""
+    from mammocad.preprocess.pipeline import PreprocessConfig
+    from mammocad.preprocess.prepare import PrepareJob, run_prepare
+
+    out = tmp_path_factory.mktemp("prepared_small")
+    summary = run_prepare(PrepareJob(source=synth_small, out=out, workers=2, figures=1), PreprocessConfig(),
+                          progress=False)
+    assert not summary.failures, summary.failures
+    return out

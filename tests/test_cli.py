@@ -47,6 +47,24 @@ def test_prepare_reads_yaml_and_flags_win(synth_small: Path, tmp_path: Path):
     assert "Table 9 for prepared folder" in run("stats", out).output
 
 
+def test_patches_command_and_tables_11_12(prepared_small: Path, tmp_path: Path):
+    out = tmp_path / "large"
+    result = run("patches", "--prepared", prepared_small, "--out", out, "--kind", "large", "--output-size", 64,
+                 "--workers", 1, "--no-figure")
+    assert "large patches" in result.output and "0 failed" in result.output
+    assert "output_size: 64" in (out / "patches.yaml").read_text()
+    table = run("stats", out).output
+    assert "Tables 11/12" in table and "total" in table
+    # a flag of another kind is refused rather than silently ignored
+    wrong = run("patches", "--prepared", prepared_small, "--out", out, "--kind", "large", "--stride", 64, ok=False)
+    assert wrong.exit_code == 2 and "--stride" in wrong.output and "--kind large" in wrong.output
+    yaml_file = tmp_path / "small.yaml"
+    yaml_file.write_text("kind: small\nimage_size: [576, 448]\npatch_size: [112, 112]\nworkers: 1\n"
+                         "positives_per_lesion: 2\nbackgrounds_per_image: 2\nfigure: false\n")
+    run("patches", "--config", yaml_file, "--prepared", prepared_small, "--out", tmp_path / "small")
+    assert "patch_size:\n- 112\n- 112" in (tmp_path / "small" / "patches.yaml").read_text()
+
+
 def test_unknown_yaml_key_is_one_clear_line(tmp_path: Path):
     config = tmp_path / "bad.yaml"
     config.write_text("sizee: 512\n")
@@ -65,5 +83,7 @@ def test_demo_runs_end_to_end(tmp_path: Path):
     result = run("demo", "--out", out, "--patients", 4)
     assert "research software" in result.output.lower()
     assert (out / "prepared" / "images.csv").is_file()
+    for kind in ("small", "large", "seg", "resize512"):
+        assert (out / "patches" / kind / "patches.csv").is_file()
     again = run("demo", "--out", out, "--patients", 4)  # re-running reuses what is there
     assert "Outputs:" in again.output

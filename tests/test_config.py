@@ -19,6 +19,7 @@ class A:
     size: int | None = field(default=None, metadata={"help": "resize"})
     clip: float = 2.0
     out: Path = Path("o")
+    grid: tuple[int, int] = (4, 3)
 
 
 @dataclass(frozen=True)
@@ -64,3 +65,17 @@ def test_unknown_yaml_key_and_bad_value(tmp_path: Path):
         build_configs((A, B), cfg, {})
     cfg.write_text("size: null\n")
     assert build_configs((A, B), cfg, {})[0].size is None
+
+
+def test_tuple_fields_from_yaml_and_flags(tmp_path: Path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("grid: [7, 8]\n")
+    assert build_configs((A, B), cfg, {})[0].grid == (7, 8)
+    assert build_configs((A, B), None, {})[0].grid == (4, 3)
+    result = CliRunner().invoke(_command(), ["--config", str(cfg), "--grid", "5", "6"])
+    assert result.exit_code == 0, result.output
+    assert "grid:\n- 5\n- 6" in result.output
+    assert "- 7\n- 8" in CliRunner().invoke(_command(), ["--config", str(cfg)]).output
+    cfg.write_text("grid: [1, 2, 3]\n")
+    with pytest.raises(ValueError, match="expected 2 values"):
+        build_configs((A, B), cfg, {})

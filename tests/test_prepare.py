@@ -21,12 +21,9 @@ def _job(source: Path, out: Path, **kw) -> PrepareJob:
     return PrepareJob(source=source, out=out, workers=kw.pop("workers", 1), figures=kw.pop("figures", 1), **kw)
 
 
-@pytest.fixture(scope="module")
-def prepared(synth_small: Path, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("prepared")
-    summary = run_prepare(_job(synth_small, out, workers=2), PreprocessConfig(), progress=False)
-    assert not summary.failures
-    return out
+@pytest.fixture
+def prepared(prepared_small: Path) -> Path:
+    return prepared_small
 
 
 def _geometry(row: pd.Series) -> Geometry:

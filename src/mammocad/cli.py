@@ -6,6 +6,7 @@ flags given on the command line win over the file. Research software, not a medi
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from functools import wraps
@@ -15,7 +16,7 @@ from typing import Callable
 import click
 
 from mammocad import DISCLAIMER, __version__
-from mammocad.utils.config import build_configs, click_options
+from mammocad.utils.config import build_configs, click_options, read_yaml
 from mammocad.utils.errors import DataError
 from mammocad.utils.parallel import Failure
 
@@ -31,6 +32,14 @@ def _clean_errors(fn: Callable) -> Callable:
             raise click.ClickException(str(err)) from None
 
     return wrapper
+
+
+def _configs(classes: tuple[type, ...], config_file: Path | None, flags: dict) -> tuple:
+    """Build the command's configs; an impossible value is a usage error, not a traceback."""
+    try:
+        return build_configs(classes, config_file, flags)
+    except (TypeError, ValueError) as err:
+        raise click.UsageError(str(err)) from None
 
 
 def _report_failures(failures: list[Failure]) -> None:
@@ -94,15 +103,25 @@ def synth(out: Path, patients: int, seed: int, rows: int, cols: int, test_fracti
 def stats(source: Path, dataset: str, split_scheme: str, seed: int) -> None:
     """Print the paper's Table 9 (patients, mammograms, abnormalities, % malignant per split).
 
-    SOURCE is a dataset folder (CBIS-DDSM CSVs are enough, images need not be present) or a
-    folder written by `mammocad prepare` (its manifest's splits are used).
-    Example: mammocad stats ../shared/data/cbis-ddsm --split-scheme tfds
+    SOURCE is a dataset folder (CBIS-DDSM CSVs are enough, images need not be present), a
+    folder written by `mammocad prepare` (its manifest's splits are used), or a patch set
+    written by `mammocad patches`, for which it prints the paper's Tables 11/12 (patches per
+    class and split). Example: mammocad stats ../shared/data/cbis-ddsm --split-scheme tfds
     """
     from mammocad.data.registry import load_dataset
     from mammocad.data.splits import image_split
     from mammocad.data.stats import split_statistics
     from mammocad.preprocess.prepare import load_prepared
 
+    from mammocad.patches.stats import patch_counts
+    from mammocad.patches.store import MANIFEST, read_manifest
+
+    if (source / MANIFEST).is_file():
+        manifest = read_manifest(source)
+        kinds = ", ".join(sorted(manifest["kind"].unique()))
+        click.echo(f"Tables 11/12 for patch set {source} ({kinds}): patches per class and split")
+        click.echo(patch_counts(manifest).to_string())
+        return
     if (source / "images.csv").is_file():
         table, images, _ = load_prepared(source)
         split_of = dict(zip(images["image_id"], images["split"]))
@@ -139,10 +158,56 @@ def prepare(config_file: Path | None, **flags) -> None:
     """
     from mammocad.preprocess.prepare import run_prepare
 
-    job, config = build_configs(_prepare_classes(), config_file, flags)
+    job, config = _configs(_prepare_classes(), config_file, flags)
     started = time.perf_counter()
     summary = run_prepare(job, config)
     click.echo(f"prepared {summary.prepared}, already done {summary.skipped}, failed {len(summary.failures)} "
+               f"in {time.perf_counter() - started:.1f}s -> {summary.out}")
+    _report_failures(summary.failures)
+
+
+# ---- patches ------------------------------------------------------------------------------
+def _patch_classes() -> tuple[type, ...]:
+    from mammocad.patches.build import PatchJob, PatchKind, kind_config_class
+
+    return (PatchJob, *(kind_config_class(kind) for kind in PatchKind))
+
+
+@app.command()
+@click.option("--config", "config_file", type=click.Path(path_type=Path), help="YAML file with any of the options below")
+@click_options(*_patch_classes())
+@_clean_errors
+def patches(config_file: Path | None, **flags) -> None:
+    """Extract a patch set from a prepared folder (paper sections 3-4, Tables 11/12).
+
+    \b
+    --kind small      10 abnormal patches per lesion + 10 background per mammogram, 224x224
+                      on the image resized to 1152x896 (TFDS CBIS-DDSM "patches" rules)
+    --kind large      one patch per lesion: ROI box + half its larger side of tissue on
+                      every side, shifted inside the image, resized to --output-size
+    --kind seg        256x256 tiles, stride 128, sampled 50% lesion / 25% normal / 25% blank
+                      per sub-dataset (e.g. mass-train), with instance masks and boxes
+    --kind resize512  whole image resized to --size with instance masks and boxes
+
+    Only the options of the chosen kind apply (others are refused). Patients keep their
+    split; runs are parallel, incremental and deterministic from --seed. Writes images/,
+    masks/, patches.csv (manifest), failures.csv, patches.yaml, figures/examples.png.
+    Example: mammocad patches --prepared data/prepared --out data/large --kind large
+    """
+    from mammocad.patches.build import PatchJob, PatchKind, build_patches, kind_config_class
+
+    kind = PatchKind(flags.get("kind") or read_yaml(config_file).get("kind", PatchJob.kind.value))
+    classes = (PatchJob, kind_config_class(kind))
+    own = {f.name for cls in classes for f in dataclasses.fields(cls)}
+    foreign = sorted(name for name, value in flags.items() if value is not None and name not in own)
+    if foreign:
+        names = ", ".join("--" + name.replace("_", "-") for name in foreign)
+        raise click.UsageError(f"{names} do(es) not apply to --kind {kind.value}")
+    job, config = _configs(classes, config_file, {k: v for k, v in flags.items() if k in own})
+    started = time.perf_counter()
+    summary = build_patches(job, config)
+    click.echo(f"{summary.patches} {kind.value} patches ({summary.written} images extracted, "
+               f"{summary.skipped} already done, {len(summary.failures)} failed) "
                f"in {time.perf_counter() - started:.1f}s -> {summary.out}")
     _report_failures(summary.failures)
 
@@ -158,34 +223,45 @@ def prepare(config_file: Path | None, **flags) -> None:
 def demo(out: Path, patients: int, workers: int, seed: int) -> None:
     """Run every stage end to end on a small synthetic CBIS-DDSM (CPU, a few minutes).
 
-    Generates the data, prints Table 9, prepares full images and masks. Re-running reuses
-    what is already there.
+    Generates the data, prints Table 9, prepares full images and masks, extracts every
+    patch kind and prints Tables 11/12. Re-running reuses what is already there.
     """
     from mammocad.data.registry import load_dataset
     from mammocad.data.splits import image_split
     from mammocad.data.stats import split_statistics
     from mammocad.data.synthetic import SynthConfig, generate_cbis_ddsm
+    from mammocad.patches.build import PatchJob, PatchKind, build_patches, kind_config_class
+    from mammocad.patches.stats import patch_counts
+    from mammocad.patches.store import read_manifest
     from mammocad.preprocess.pipeline import PreprocessConfig
     from mammocad.preprocess.prepare import PrepareJob, run_prepare
 
     click.secho(DISCLAIMER, fg="yellow")
-    synth_dir, prepared_dir = out / "synthetic", out / "prepared"
-    click.echo(f"[1/3] synthetic CBIS-DDSM ({patients} patients) -> {synth_dir}")
+    synth_dir, prepared_dir, patches_dir = out / "synthetic", out / "prepared", out / "patches"
+    click.echo(f"[1/4] synthetic CBIS-DDSM ({patients} patients) -> {synth_dir}")
     if not (synth_dir / "csv").is_dir():
         generate_cbis_ddsm(synth_dir, SynthConfig(patients=patients, seed=seed, workers=workers))
     table = load_dataset(synth_dir, "cbis-ddsm", resolve_files=False, progress=False)
-    click.echo("[2/3] Table 9 (tfds split):")
+    click.echo("[2/4] Table 9 (tfds split):")
     click.echo(split_statistics(table, image_split(table, "tfds")).to_string(index=False))
-    click.echo(f"[3/3] preprocessing -> {prepared_dir}")
+    click.echo(f"[3/4] preprocessing -> {prepared_dir}")
     summary = run_prepare(PrepareJob(source=synth_dir, out=prepared_dir, workers=workers, seed=seed),
                           PreprocessConfig())
-    _report_failures(summary.failures)
+    failures = list(summary.failures)
+    click.echo(f"[4/4] patch sets -> {patches_dir}/{{small,large,seg,resize512}}")
+    for kind in PatchKind:
+        job = PatchJob(prepared=prepared_dir, out=patches_dir / kind.value, kind=kind, workers=workers, seed=seed)
+        failures += build_patches(job, kind_config_class(kind)()).failures
+    click.echo("Table 11/12 (small-context patches per class and split):")
+    click.echo(patch_counts(read_manifest(patches_dir / "small")).to_string())
+    _report_failures(failures)
     click.echo("\nOutputs:")
     click.echo(f"  synthetic dataset   {synth_dir}/csv, {synth_dir}/CBIS-DDSM")
     click.echo(f"  prepared images     {prepared_dir}/images, masks in {prepared_dir}/masks")
     click.echo(f"  manifests           {prepared_dir}/images.csv, {prepared_dir}/abnormalities.csv")
     click.echo(f"  before/after plots  {prepared_dir}/figures ({len(summary.figures)} files)")
-    if summary.failures:
+    click.echo(f"  patch sets          {patches_dir}/<kind>/patches.csv, example grid in <kind>/figures/examples.png")
+    if failures:
         sys.exit(1)
 
 

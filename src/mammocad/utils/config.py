@@ -42,6 +42,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if optional:
             return None
         raise ValueError(f"{where}: a value is required")
+    if typing.get_origin(base) is tuple:
+        return _coerce_tuple(value, base, where)
     try:
         if base is bool:
             if isinstance(value, str):
@@ -64,6 +66,16 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     return value
 
 
+def _coerce_tuple(value: Any, tp: Any, where: str) -> tuple:
+    """``tuple[int, int]`` fields: a YAML list or the values of a multi-value flag."""
+    item_types = typing.get_args(tp)
+    if isinstance(value, str):
+        value = value.replace(",", " ").split()
+    if not isinstance(value, (list, tuple)) or len(value) != len(item_types):
+        raise ValueError(f"{where}: expected {len(item_types)} values, got {value!r}")
+    return tuple(_coerce(v, t, where) for v, t in zip(value, item_types))
+
+
 def flag_name(field_name: str) -> str:
     return "--" + field_name.replace("_", "-")
 
@@ -84,6 +96,11 @@ def click_options(*classes: type) -> Callable[[Callable], Callable]:
                         f"{flag_name(f.name)}/--no-{f.name.replace('_', '-')}", f.name, default=None, help=help_text
                     )(fn)
                     continue
+                if typing.get_origin(base) is tuple:  # e.g. --patch-size 224 224
+                    item_types = typing.get_args(base)
+                    fn = click.option(flag_name(f.name), f.name, type=item_types[0], nargs=len(item_types),
+                                      default=None, help=help_text)(fn)
+                    continue
                 if isinstance(base, type) and issubclass(base, enum.Enum):
                     click_type: Any = click.Choice([e.value for e in base])
                 elif base in (int, float):
@@ -96,21 +113,31 @@ def click_options(*classes: type) -> Callable[[Callable], Callable]:
     return decorate
 
 
+def read_yaml(yaml_path: str | Path | None) -> dict[str, Any]:
+    """The option: value mapping of a config file (``{}`` for ``None``); dashes in keys become underscores."""
+    if yaml_path is None:
+        return {}
+    path = Path(yaml_path)
+    if not path.is_file():
+        raise DataError(path, "config file not found")
+    try:
+        loaded = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise DataError(path, f"not valid YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(loaded, dict):
+        raise DataError(path, "config must be a YAML mapping of option: value")
+    return {str(k).replace("-", "_"): v for k, v in loaded.items()}
+
+
 def build_configs(classes: tuple[type, ...], yaml_path: str | Path | None, flags: dict[str, Any]) -> tuple[Any, ...]:
     """Instances of ``classes`` from defaults < YAML file < flags that were given (not None).
 
     A YAML key that belongs to none of the classes is an error naming the file, so a typo
     never silently falls back to a default.
     """
-    from_yaml: dict[str, Any] = {}
+    from_yaml = read_yaml(yaml_path)
     if yaml_path is not None:
         path = Path(yaml_path)
-        if not path.is_file():
-            raise DataError(path, "config file not found")
-        loaded = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise DataError(path, "config must be a YAML mapping of option: value")
-        from_yaml = {str(k).replace("-", "_"): v for k, v in loaded.items()}
         known = {f.name for cls in classes for f in dataclasses.fields(cls)}
         unknown = sorted(set(from_yaml) - known)
         if unknown:
@@ -134,7 +161,13 @@ def config_dict(*configs: Any) -> dict[str, Any]:
     for cfg in configs:
         for f in dataclasses.fields(cfg):
             value = getattr(cfg, f.name)
-            out[f.name] = value.value if isinstance(value, enum.Enum) else str(value) if isinstance(value, Path) else value
+            if isinstance(value, enum.Enum):
+                value = value.value
+            elif isinstance(value, Path):
+                value = str(value)
+            elif isinstance(value, tuple):  # YAML has lists, not tuples
+                value = list(value)
+            out[f.name] = value
     return out
 
 

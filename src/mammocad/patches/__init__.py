@@ -1,0 +1,1 @@
+"""Patch datasets: small context (TFDS rules), large context, segmentation tiles, 512 resizing."""

@@ -1,0 +1,292 @@
+"""``mammocad patches``: extract a patch set from a prepared folder, in parallel and incrementally.
+
+Per source image, one job in a worker process reads the prepared image and its lesion masks,
+calls a pure extractor (:mod:`small_context`, :mod:`large_context`, :mod:`segmentation`),
+writes every patch atomically and finally its ``done/<image_id>.json`` record. A re-run skips
+images whose record matches the current settings. Randomness comes from a generator seeded
+by ``(seed, image_id)``, so the output is the same whatever the order or number of workers.
+
+Segmentation tiles need one step across images: the 50/25/25 sampling is done per
+sub-dataset (e.g. ``calcification-train``), so a first pass collects tile positions (no
+pixels), the sampler picks positions, and a second pass writes only the picked tiles.
+
+Splits are patient-level and recomputed from the records with ``split_scheme``, so every
+patch inherits its patient's split and no patient's patches fall in two splits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hashlib
+import json
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mammocad.data.records import AbnormalityRecord, ImageRecord
+from mammocad.data.splits import SplitScheme, image_split
+from mammocad.patches import segmentation
+from mammocad.patches.large_context import LargeContextConfig, large_context_patches
+from mammocad.patches.small_context import SmallContextConfig, small_context_patches
+from mammocad.patches.store import COLUMNS, MANIFEST, write_patch
+from mammocad.patches.types import LesionMask, Patch
+from mammocad.preprocess.prepare import load_prepared
+from mammocad.utils.atomic import write_csv, write_json, write_text
+from mammocad.utils.config import dump_yaml
+from mammocad.utils.errors import DataError
+from mammocad.utils.imageio import read_image
+from mammocad.utils.parallel import Failure, map_items
+
+
+class PatchKind(str, enum.Enum):
+    SMALL = "small"
+    LARGE = "large"
+    SEG = "seg"
+    RESIZE512 = "resize512"
+
+
+@dataclass(frozen=True)
+class PatchJob:
+    """Which patch set to build from which prepared folder."""
+
+    prepared: Path = field(default=Path("prepared"), metadata={"help": "folder written by `mammocad prepare`"})
+    out: Path = field(default=Path("patches"), metadata={"help": "output folder of the patch set"})
+    kind: PatchKind = field(default=PatchKind.SMALL, metadata={"help": "small, large, seg or resize512"})
+    split_scheme: SplitScheme = field(default=SplitScheme.OFFICIAL, metadata={"help": "patient-level split"})
+    seed: int = field(default=0, metadata={"help": "random seed (patch positions, tile sampling, val cut)"})
+    workers: int = field(default=2, metadata={"help": "worker processes"})
+    figure: bool = field(default=True, metadata={"help": "write figures/examples.png (paper Figure 9)"})
+
+
+@dataclass(frozen=True)
+class PatchSummary:
+    out: Path
+    written: int
+    skipped: int
+    patches: int
+    failures: list[Failure]
+
+
+def patch_label(abnormality: AbnormalityRecord) -> str:
+    """``MALIGNANT_MASS``, ``BENIGN_CALCIFICATION``, ... (BENIGN_WITHOUT_CALLBACK is benign).
+
+    Other types (mini-MIAS) follow the same pattern: ``BENIGN_ARCHITECTURAL_DISTORTION``.
+    """
+    severity = "MALIGNANT" if abnormality.pathology.is_malignant else "BENIGN"
+    return f"{severity}_{abnormality.abnormality_type.value.upper()}"
+
+
+def image_rng(seed: int, image_id: str) -> np.random.Generator:
+    """A generator that depends only on the seed and the image (not on order or workers)."""
+    return np.random.default_rng([seed, zlib.crc32(image_id.encode())])
+
+
+@dataclass(frozen=True)
+class _Work:
+    image: ImageRecord
+    abnormalities: tuple[AbnormalityRecord, ...]
+    breast_path: Path
+    out: Path
+    kind: PatchKind
+    config: Any
+    seed: int
+    fingerprint: str
+    chosen: tuple[tuple[int, int], ...] | None = None  # seg: the sampled tile positions (row, col)
+
+
+def _lesions(work: _Work, shape: tuple[int, int]) -> list[LesionMask]:
+    lesions = []
+    for a in work.abnormalities:
+        if a.roi_mask_path is None:
+            continue
+        mask = read_image(a.roi_mask_path)
+        if mask.shape != shape:
+            raise DataError(a.roi_mask_path, f"mask {mask.shape} does not match its prepared image {shape}")
+        lesions.append(LesionMask(a.key, patch_label(a), mask))
+    return lesions
+
+
+def _has_unlocated_lesion(work: _Work) -> bool:
+    # A lesion without an outline (mini-MIAS rows without a centre) could sit under any
+    # background tile, so such images give no background/normal samples.
+    return any(a.roi_mask_path is None for a in work.abnormalities)
+
+
+def _extract(work: _Work) -> list[tuple[str, Patch]]:
+    """(patch_id, patch) pairs of one image for the work's kind."""
+    image = read_image(work.image.image_path)
+    lesions = _lesions(work, image.shape)
+    source = str(work.image.image_path)
+    image_id = work.image.image_id
+    if work.kind is PatchKind.SMALL:
+        patches = small_context_patches(image, lesions, image_rng(work.seed, image_id), work.config, source=source)
+        if _has_unlocated_lesion(work):
+            patches = [p for p in patches if p.abnormality is not None]
+        counters: dict[str, int] = {}
+        named = []
+        for p in patches:
+            owner = p.abnormality or f"{image_id}_bg"  # e.g. Calc-Test_P_00038_LEFT_CC_1_3 or ..._bg_3
+            counters[owner] = counters.get(owner, -1) + 1
+            named.append((f"{owner}_{counters[owner]}", p))
+        return named
+    if work.kind is PatchKind.LARGE:
+        return [(f"{p.abnormality}_large", p) for p in large_context_patches(image, lesions, work.config, source=source)]
+    if work.kind is PatchKind.RESIZE512:
+        patch = segmentation.resize_with_instances(image, lesions, size=work.config.size, source=source)
+        return [(f"{image_id}_{work.config.size}", patch)]
+    breast = read_image(work.breast_path)
+    return [
+        (f"{image_id}_r{row}_c{col}", segmentation.make_tile(image, breast, lesions, row, col, work.config))
+        for row, col in work.chosen or ()
+    ]
+
+
+def _done_path(out: Path, image_id: str) -> Path:
+    return out / "done" / f"{image_id}.json"
+
+
+def _is_done(work: _Work) -> bool:
+    path = _done_path(work.out, work.image.image_id)
+    if not path.is_file():
+        return False
+    try:
+        record = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return False
+    return record.get("fingerprint") == _work_fingerprint(work) and all(
+        (work.out / row["file"]).is_file() for row in record["rows"]
+    )
+
+
+def _work_fingerprint(work: _Work) -> str:
+    # Tile choices depend on the whole sub-dataset, so they are part of each image's fingerprint.
+    return work.fingerprint if work.chosen is None else _hash([work.fingerprint, list(work.chosen)])
+
+
+def _hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def extract_image(work: _Work) -> dict[str, Any]:
+    """Extract and write one image's patches; the done-record (written last) lists their rows."""
+    context = {
+        "kind": work.kind.value,
+        "image_id": work.image.image_id,
+        "patient_id": work.image.patient_id,
+        "source": str(work.image.image_path),
+    }
+    by_key = {a.key: a for a in work.abnormalities}
+    rows = []
+    for patch_id, patch in _extract(work):
+        a = by_key.get(patch.abnormality) if patch.abnormality else None
+        row_context = {
+            **context,
+            "abnormality_type": a.abnormality_type.value if a else None,
+            "pathology": a.pathology.value if a else None,
+            "instance_labels": json.dumps([patch_label(by_key[k]) for k in patch.instance_keys]),
+        }
+        rows.append(write_patch(work.out, patch_id, patch, row_context))
+    record = {"image_id": work.image.image_id, "fingerprint": _work_fingerprint(work), "rows": rows}
+    write_json(_done_path(work.out, work.image.image_id), record)
+    return record
+
+
+def tile_candidates(work: _Work) -> tuple[str, list[tuple[int, int, str]]]:
+    """Pass 1 of ``seg``: (image_id, [(row, col, category), ...]) without reading tile pixels."""
+    image = read_image(work.image.image_path)
+    breast = read_image(work.breast_path)
+    lesions = _lesions(work, image.shape)
+    positions = segmentation.tile_positions(breast, lesions, work.config, source=str(work.image.image_path))
+    if _has_unlocated_lesion(work):
+        positions = [p for p in positions if p[2] == "lesion"]
+    return work.image.image_id, positions
+
+
+def _sub_dataset(image: ImageRecord, abnormalities: tuple[AbnormalityRecord, ...], split: str) -> str:
+    """The paper samples tiles per sub-dataset: calc-train, calc-test, mass-train, mass-test."""
+    types = sorted({a.abnormality_type.value for a in abnormalities}) or ["normal"]
+    return f"{'+'.join(types)}-{split}"
+
+
+def _sample_seg(works: list[_Work], split_of: dict[str, str], job: PatchJob, config: segmentation.TileConfig,
+                failures: list[Failure], progress: bool) -> list[_Work]:
+    candidates: dict[str, dict[str, list[tuple[str, int, int]]]] = {}
+    by_id = {w.image.image_id: w for w in works}
+    for image_id, positions in map_items(
+        tile_candidates, works, workers=job.workers, name=lambda w: w.image.image_id, desc="tile positions",
+        failures=failures, progress=progress,
+    ):
+        w = by_id[image_id]
+        group = candidates.setdefault(_sub_dataset(w.image, w.abnormalities, split_of[image_id]), {})
+        for row, col, category in positions:
+            group.setdefault(category, []).append((image_id, row, col))
+    chosen: dict[str, list[tuple[int, int]]] = {}
+    for name in sorted(candidates):
+        rng = np.random.default_rng([job.seed, zlib.crc32(name.encode())])
+        for image_id, row, col in segmentation.sample_tiles(candidates[name], rng, config):
+            chosen.setdefault(image_id, []).append((row, col))
+    return [dataclasses.replace(w, chosen=tuple(sorted(chosen[w.image.image_id])))
+            for w in works if w.image.image_id in chosen]
+
+
+def kind_config_class(kind: PatchKind | str) -> type:
+    return {
+        PatchKind.SMALL: SmallContextConfig,
+        PatchKind.LARGE: LargeContextConfig,
+        PatchKind.SEG: segmentation.TileConfig,
+        PatchKind.RESIZE512: segmentation.ResizeConfig,
+    }[PatchKind(kind)]
+
+
+def build_patches(job: PatchJob, config: Any, *, progress: bool = True) -> PatchSummary:
+    """Build the ``job.kind`` patch set of ``job.prepared`` into ``job.out`` with ``config``."""
+    kind = PatchKind(job.kind)
+    expected = kind_config_class(kind)
+    if not isinstance(config, expected):
+        raise TypeError(f"{kind.value} patches need a {expected.__name__}, got {type(config).__name__}")
+    out = Path(job.out)
+    out.mkdir(parents=True, exist_ok=True)
+    table, images_frame, _ = load_prepared(job.prepared)
+    split_of = image_split(table, job.split_scheme, seed=job.seed)
+    breast_of = {i: Path(job.prepared) / p for i, p in zip(images_frame["image_id"], images_frame["prepared_breast"])}
+    fingerprint = _hash([kind.value, dataclasses.asdict(config), job.seed])
+    by_image = table.abnormalities_by_image()
+    works = [
+        _Work(im, tuple(by_image[im.image_id]), breast_of[im.image_id], out, kind, config, job.seed, fingerprint)
+        for im in table.images
+    ]
+    failures: list[Failure] = []
+    if kind is PatchKind.SEG:
+        works = _sample_seg(works, split_of, job, config, failures, progress)
+    todo = [w for w in works if not _is_done(w)]
+    written = sum(1 for _ in map_items(
+        extract_image, todo, workers=job.workers, name=lambda w: w.image.image_id, desc=f"{kind.value} patches",
+        failures=failures, progress=progress,
+    ))
+    failed = {f.item for f in failures}
+    manifest = _manifest(out, [w for w in works if w.image.image_id not in failed], split_of)
+    write_csv(out / MANIFEST, manifest)
+    write_csv(out / "failures.csv", pd.DataFrame([dataclasses.asdict(f) for f in failures],
+                                                 columns=["item", "path", "problem"]))
+    write_text(out / "patches.yaml", dump_yaml(job, config))
+    if job.figure and len(manifest):
+        from mammocad.patches.figures import write_examples_figure
+
+        write_examples_figure(out, manifest)
+    return PatchSummary(out, written, len(works) - len(todo), len(manifest), failures)
+
+
+def _manifest(out: Path, works: list[_Work], split_of: dict[str, str]) -> pd.DataFrame:
+    rows = []
+    for w in works:
+        path = _done_path(out, w.image.image_id)
+        if path.is_file():
+            for row in json.loads(path.read_text())["rows"]:
+                rows.append({**row, "split": split_of[w.image.image_id]})
+    return pd.DataFrame(rows, columns=COLUMNS)
+

@@ -1,0 +1,145 @@
+"""Large-context patches: one window per abnormality, the lesion plus surrounding tissue.
+
+The paper re-extracted its patches after Levy & Jain ("Breast mass classification from
+mammograms using deep convolutional neural networks", 2016): the bounding box of the ROI mask,
+padded on every side by a fraction of its larger side (0.5 by default, so the window is about
+twice the lesion), then resized to the network's input (224, or 299 for InceptionV3). A window
+that runs off the image is shifted back inside, keeping its size, rather than clipped, so that
+lesions at the border keep their context and their aspect; only a window larger than the image
+in a dimension is clipped to the image in that dimension.
+
+Coordinates are (row, col) in pixels of the prepared image; boxes are (row0, col0, row1, col1)
+with exclusive ends.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from mammocad.patches.small_context import validate_inputs
+from mammocad.patches.types import LesionMask, Patch
+from mammocad.utils.errors import DataError
+
+Box = tuple[int, int, int, int]  # (row0, col0, row1, col1), exclusive ends, pixels
+
+
+@dataclass(frozen=True)
+class LargeContextConfig:
+    """How much context to keep and what size to deliver.
+
+    ``context``: padding on every side, as a fraction of the box's larger side (>= 0).
+    ``square``: use a square window of side (1 + 2*context) * max(h, w), centred on the box,
+    instead of the padded box (which keeps the lesion's aspect, then gets stretched to a square).
+    ``output_size``: side of the delivered patch in pixels (224; 299 for InceptionV3).
+    ``min_side``: smallest window side in pixels. Calcification clusters can be a few pixels
+    across; padding them proportionally would still give a window of ~10 px, i.e. no tissue
+    context and a 20x upscale of pure interpolation blur. The floor keeps a minimum of real
+    surrounding tissue in every patch.
+    """
+
+    context: float = field(default=0.5, metadata={"help": "padding on every side, fraction of the ROI box's larger side"})
+    square: bool = field(default=False, metadata={"help": "square window centred on the ROI instead of the padded box"})
+    output_size: int = field(default=224, metadata={"help": "side of the delivered patch, px (224; 299 for InceptionV3)"})
+    min_side: int = field(default=32, metadata={"help": "smallest window side, px (keeps context around tiny clusters)"})
+
+    def __post_init__(self) -> None:
+        if self.context < 0:
+            raise ValueError(f"context must be >= 0, got {self.context}")
+        if self.output_size < 1 or self.min_side < 1:
+            raise ValueError(f"output_size and min_side must be >= 1, got {self.output_size}, {self.min_side}")
+
+
+def large_context_patches(
+    image: np.ndarray,
+    lesions: Sequence[LesionMask],
+    config: LargeContextConfig = LargeContextConfig(),
+    source: str | None = None,
+) -> list[Patch]:
+    """One patch per lesion, in lesion order, ``config.output_size`` square, the image's dtype.
+
+    ``image`` is 2-D uint8/uint16 (rows, cols); each mask has its shape. Each Patch's
+    row/col/height/width is its window in ``image``'s grid; label and abnormality come from
+    the lesion. Raises :class:`DataError` (naming ``source``) for bad input or an empty mask.
+    """
+    validate_inputs(image, lesions, source)
+    patches = []
+    for lesion in lesions:
+        bbox = nonzero_bbox(lesion.mask)
+        if bbox is None:
+            raise DataError(source, f"empty ROI mask for {lesion.key}")
+        row0, col0, row1, col1 = large_context_window(bbox, image.shape, config)
+        pixels = resize_square(image[row0:row1, col0:col1], config.output_size)
+        patches.append(Patch(pixels=pixels, label=lesion.label, row=row0, col=col0,
+                             height=row1 - row0, width=col1 - col0, abnormality=lesion.key))
+    return patches
+
+
+def nonzero_bbox(mask: np.ndarray) -> Box | None:
+    """Bounding box of ALL non-zero pixels (every component), or None for an empty mask."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return None
+    return int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1
+
+
+def large_context_window(
+    mask_bbox: Box, image_shape: tuple[int, int], config: LargeContextConfig = LargeContextConfig(),
+) -> Box:
+    """The window (row0, col0, row1, col1) to cut for a lesion whose box is ``mask_bbox``.
+
+    The box padded by ``int(round(context * max(h, w)))`` on every side (or the square of
+    that padded larger side, centred), grown to ``min_side`` about its centre, then moved
+    inside ``image_shape`` (rows, cols): shifted where it fits, clipped where it does not.
+    """
+    row0, col0, row1, col1 = mask_bbox
+    height, width = row1 - row0, col1 - col0
+    pad = int(round(config.context * max(height, width)))
+    if config.square:
+        side = max(height, width) + 2 * pad
+        rows, cols = _centred(row0, height, side), _centred(col0, width, side)
+    else:
+        rows, cols = (row0 - pad, row1 + pad), (col0 - pad, col1 + pad)
+    rows, cols = _at_least(*rows, config.min_side), _at_least(*cols, config.min_side)
+    (row0, row1), (col0, col1) = _inside(*rows, image_shape[0]), _inside(*cols, image_shape[1])
+    return row0, col0, row1, col1
+
+
+def resize_square(pixels: np.ndarray, size: int) -> np.ndarray:
+    """``pixels`` resized to size x size: INTER_AREA along an axis that shrinks, INTER_LINEAR
+    along one that grows."""
+    rows, cols = pixels.shape
+    row_method, col_method = _interpolation(rows, size), _interpolation(cols, size)
+    if row_method == col_method:
+        return cv2.resize(pixels, (size, size), interpolation=row_method)
+    # One axis shrinks, the other grows: cv2 only averages (INTER_AREA) when both shrink, and
+    # bilinear aliases when shrinking, so each axis gets its own pass.
+    resized_rows = cv2.resize(pixels, (cols, size), interpolation=row_method)
+    return cv2.resize(resized_rows, (size, size), interpolation=col_method)
+
+
+def _interpolation(source: int, target: int) -> int:
+    return cv2.INTER_AREA if target < source else cv2.INTER_LINEAR
+
+
+def _centred(start: int, extent: int, side: int) -> tuple[int, int]:
+    """An interval of length ``side`` with the same centre as [start, start + extent)."""
+    begin = start - (side - extent) // 2
+    return begin, begin + side
+
+
+def _at_least(begin: int, end: int, side: int) -> tuple[int, int]:
+    """[begin, end) grown about its centre to length ``side`` if it is shorter."""
+    return _centred(begin, end - begin, side) if end - begin < side else (begin, end)
+
+
+def _inside(begin: int, end: int, length: int) -> tuple[int, int]:
+    """[begin, end) moved inside [0, length): shifted, keeping its length, if it fits; else [0, length)."""
+    if end - begin >= length:
+        return 0, length
+    shift = max(0, -begin) - max(0, end - length)
+    return begin + shift, end + shift
