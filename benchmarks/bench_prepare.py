@@ -20,11 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -37,7 +33,7 @@ from mammocad.preprocess.prepare import PrepareJob, prepare_table
 from mammocad.utils.imageio import read_image, write_png
 from mammocad.utils.parallel import map_items
 
-from _memory import PeakMemory
+from _common import PeakMemory, machine, synthesise
 
 REAL_PNGS = Path(__file__).resolve().parents[2] / "shared" / "data" / "cbis-ddsm" / "samples" / "full-png"
 
@@ -81,10 +77,6 @@ def real_png_table() -> RecordTable | None:
     return RecordTable(images, [])
 
 
-def available_cpus() -> int:
-    return len(os.sched_getaffinity(0))
-
-
 def bench(name: str, table: RecordTable, workers: int, work: Path, repeats: int) -> None:
     results = {"io_floor": [], "prepare_w1": [], f"prepare_w{workers}": []}
     for r in range(repeats):  # interleaved, so drift on a shared machine hits every variant alike
@@ -99,7 +91,7 @@ def bench(name: str, table: RecordTable, workers: int, work: Path, repeats: int)
             "images_per_s": round(n / seconds, 3), "seconds": round(seconds, 2),
             "ratio_to_io_floor": round(best["io_floor"][0] / seconds, 3),
             "peak_pss_mib": max(mib for _, mib in results[variant]),
-            "machine": f"{platform.machine()} {available_cpus()} cpus",
+            "machine": machine(),
         }), flush=True)
 
 
@@ -112,9 +104,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-prepare-"))
     try:
         synth = work / "synth"
-        subprocess.run([sys.executable, "-m", "mammocad.cli", "synth", str(synth), "--patients", str(args.patients),
-                        "--rows", "4000", "--cols", "3000", "--workers", str(args.workers)], check=True,
-                       stdout=subprocess.DEVNULL)
+        synthesise(synth, args.patients, 4000, 3000, args.workers)
         table = load_cbis_ddsm(synth, progress=False)
         bench("synthetic 16-bit DICOM 4000x3000", table, args.workers, work / "s", args.repeats)
         real = real_png_table()

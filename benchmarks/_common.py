@@ -1,4 +1,6 @@
-"""Peak memory of a process tree while a block runs (benchmarks report it beside speed).
+"""Shared by the benchmarks: peak memory of a process tree, the machine line, synthetic data.
+
+Peak memory is measured while a block runs (benchmarks report it beside speed).
 
 Forked workers share the parent's pages copy-on-write, so summing their RSS would count
 shared pages several times; the proportional set size (PSS: shared pages divided among the
@@ -8,7 +10,12 @@ a background thread, so very short spikes can be missed.
 
 from __future__ import annotations
 
+import os
+import platform
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import psutil
 
@@ -49,3 +56,15 @@ class PeakMemory:
     @property
     def mib(self) -> float:
         return round(self.peak_bytes / 2**20, 1)
+
+
+def machine() -> str:
+    """Architecture and the CPUs this process may use (the benchmarks' machine column)."""
+    return f"{platform.machine()} {len(os.sched_getaffinity(0))} cpus"
+
+
+def synthesise(out: Path, patients: int, rows: int, cols: int, workers: int) -> None:
+    """A synthetic CBIS-DDSM in a separate process, so its memory never counts in a measurement."""
+    subprocess.run([sys.executable, "-m", "mammocad.cli", "synth", str(out), "--patients", str(patients),
+                    "--rows", str(rows), "--cols", str(cols), "--workers", str(workers)], check=True,
+                   stdout=subprocess.DEVNULL)
