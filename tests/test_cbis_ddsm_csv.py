@@ -74,13 +74,21 @@ def test_official_split_keeps_patients_whole(cbis_csv_dir: Path):
     assert abs(n_val / (n_train + n_val) - 0.1) < 0.01
 
 
+@pytest.fixture(params=["real", "synthetic"])
+def csv_dir(request) -> Path:
+    """The official CSVs, or the synthetic generator's copy of their format (runs without ../shared)."""
+    if request.param == "real":
+        return request.getfixturevalue("cbis_csv_dir")
+    return request.getfixturevalue("synth_small") / "csv"
+
+
 def _write_csv(path: Path, frame: pd.DataFrame) -> Path:
     frame.to_csv(path, index=False)
     return path
 
 
-def test_unknown_column_is_one_clear_error(cbis_csv_dir: Path, tmp_path: Path):
-    frame = pd.read_csv(cbis_csv_dir / "mass_case_description_test_set.csv", dtype=str).head(3)
+def test_unknown_column_is_one_clear_error(csv_dir: Path, tmp_path: Path):
+    frame = pd.read_csv(csv_dir / "mass_case_description_test_set.csv", dtype=str).head(3)
     bad = _write_csv(tmp_path / "mass_case_description_test_set.csv", frame.rename(columns={"subtlety": "subtle"}))
     with pytest.raises(DataError) as err:
         read_case_csv(bad)
@@ -88,8 +96,8 @@ def test_unknown_column_is_one_clear_error(cbis_csv_dir: Path, tmp_path: Path):
     assert str(bad) in message and "'subtle'" in message and "'subtlety'" in message and "\n" not in message
 
 
-def test_bad_value_names_file_and_line(cbis_csv_dir: Path, tmp_path: Path):
-    frame = pd.read_csv(cbis_csv_dir / "calc_case_description_test_set.csv", dtype=str).head(3)
+def test_bad_value_names_file_and_line(csv_dir: Path, tmp_path: Path):
+    frame = pd.read_csv(csv_dir / "calc_case_description_test_set.csv", dtype=str).head(3)
     frame.loc[1, "pathology"] = "MAYBE"
     _write_csv(tmp_path / "calc_case_description_test_set.csv", frame)
     with pytest.raises(DataError, match=r"calc_case_description_test_set.csv: line 3: 'MAYBE'"):
