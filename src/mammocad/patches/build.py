@@ -36,8 +36,9 @@ from mammocad.patches.small_context import SmallContextConfig, small_context_pat
 from mammocad.patches.store import COLUMNS, MANIFEST, write_patch
 from mammocad.patches.types import LesionMask, Patch
 from mammocad.preprocess.prepare import load_prepared
-from mammocad.utils.atomic import write_csv, write_json, write_text
+from mammocad.utils.atomic import write_csv, write_text
 from mammocad.utils.config import dump_yaml
+from mammocad.utils.done import is_done, read_done, write_done
 from mammocad.utils.errors import DataError
 from mammocad.utils.imageio import read_image
 from mammocad.utils.parallel import Failure, map_items
@@ -146,21 +147,10 @@ def _extract(work: _Work) -> list[tuple[str, Patch]]:
     ]
 
 
-def _done_path(out: Path, image_id: str) -> Path:
-    return out / "done" / f"{image_id}.json"
-
-
 def _is_done(work: _Work) -> bool:
-    path = _done_path(work.out, work.image.image_id)
-    if not path.is_file():
-        return False
-    try:
-        record = json.loads(path.read_text())
-    except json.JSONDecodeError:
-        return False
-    return record.get("fingerprint") == _work_fingerprint(work) and all(
-        (work.out / row["file"]).is_file() for row in record["rows"]
-    )
+    record = read_done(work.out, work.image.image_id)
+    return record is not None and is_done(work.out, work.image.image_id, _work_fingerprint(work),
+                                          [row["file"] for row in record["rows"]])
 
 
 def _work_fingerprint(work: _Work) -> str:
@@ -192,7 +182,7 @@ def extract_image(work: _Work) -> dict[str, Any]:
         }
         rows.append(write_patch(work.out, patch_id, patch, row_context))
     record = {"image_id": work.image.image_id, "fingerprint": _work_fingerprint(work), "rows": rows}
-    write_json(_done_path(work.out, work.image.image_id), record)
+    write_done(work.out, work.image.image_id, record)
     return record
 
 
@@ -284,9 +274,9 @@ def build_patches(job: PatchJob, config: Any, *, progress: bool = True) -> Patch
 def _manifest(out: Path, works: list[_Work], split_of: dict[str, str]) -> pd.DataFrame:
     rows = []
     for w in works:
-        path = _done_path(out, w.image.image_id)
-        if path.is_file():
-            for row in json.loads(path.read_text())["rows"]:
+        record = read_done(out, w.image.image_id)
+        if record is not None:
+            for row in record["rows"]:
                 rows.append({**row, "split": split_of[w.image.image_id]})
     return pd.DataFrame(rows, columns=COLUMNS)
 

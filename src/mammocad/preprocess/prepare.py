@@ -40,8 +40,9 @@ from mammocad.data.registry import load_dataset  # noqa: E402
 from mammocad.data.splits import SplitScheme, image_split  # noqa: E402
 from mammocad.preprocess.figures import before_after_figure  # noqa: E402
 from mammocad.preprocess.pipeline import PreprocessConfig, preprocess  # noqa: E402
-from mammocad.utils.atomic import atomic_path, write_csv, write_json, write_text  # noqa: E402
+from mammocad.utils.atomic import atomic_path, write_csv, write_text  # noqa: E402
 from mammocad.utils.config import dump_yaml  # noqa: E402
+from mammocad.utils.done import is_done, read_done, write_done  # noqa: E402
 from mammocad.utils.errors import DataError  # noqa: E402
 from mammocad.utils.imageio import read_image, write_png  # noqa: E402
 from mammocad.utils.parallel import Failure, map_items  # noqa: E402
@@ -87,21 +88,8 @@ class _ImageJob:
     figure: bool
 
 
-def _done_path(out: Path, image_id: str) -> Path:
-    return out / "done" / f"{image_id}.json"
-
-
 def _is_done(job: _ImageJob) -> bool:
-    done = _done_path(job.out, job.image.image_id)
-    if not done.is_file():
-        return False
-    try:
-        record = json.loads(done.read_text())
-    except json.JSONDecodeError:
-        return False
-    return record.get("fingerprint") == job.fingerprint and all(
-        (job.out / p).is_file() for p in record.get("outputs", [])
-    )
+    return is_done(job.out, job.image.image_id, job.fingerprint)
 
 
 def prepare_image(job: _ImageJob) -> dict[str, Any]:
@@ -155,7 +143,7 @@ def prepare_image(job: _ImageJob) -> dict[str, Any]:
         "abnormalities": abnormality_rows,
         "outputs": [str(image_rel), str(breast_rel)] + [r["prepared_mask"] for r in abnormality_rows if r["prepared_mask"]],
     }
-    write_json(_done_path(job.out, image_id), record)  # last: marks the image as finished
+    write_done(job.out, image_id, record)  # last: marks the image as finished
     return record
 
 
@@ -177,13 +165,9 @@ def _write_figure(job: _ImageJob, image: np.ndarray, masks: list[np.ndarray], re
         fig.savefig(tmp, dpi=100)
 
 
-def _read_done(out: Path, image_id: str) -> dict[str, Any]:
-    return json.loads(_done_path(out, image_id).read_text())
-
-
 def _write_manifests(out: Path, table: RecordTable, finished: list[str]) -> None:
     """images.csv / abnormalities.csv: the records joined with what prepare wrote for them."""
-    done = {image_id: _read_done(out, image_id) for image_id in finished}
+    done = {image_id: read_done(out, image_id) for image_id in finished}
     images = table.subset(finished)
     image_frame = images.images_frame().merge(
         pd.DataFrame([d["image"] for d in done.values()]), on="image_id", how="inner", validate="one_to_one"
