@@ -1,0 +1,265 @@
+"""Train a patch classifier on a patch set with Lightning: staged fine-tuning, checkpoints, resume, DDP.
+
+``train_classifier(TrainConfig(...))`` trains ``config.model`` on ``config.task`` with the
+train split of the patch set ``config.data``, validates on its val split after every epoch and
+writes the run folder ``config.out``::
+
+    config.yaml              the TrainConfig (mammocad.utils.config YAML; `--config` reads it back)
+    run.json                 what this invocation resolved: precision, channels_last, device,
+                             class weights, patch counts, library versions, resumed_from
+    metrics.csv              one row per epoch: epoch, phase, lr, train_loss, train_acc,
+                             val_loss, val_acc, val_auc
+    checkpoints/best.ckpt    the epoch with the highest val_auc (Lightning checkpoint)
+    checkpoints/last.ckpt    the latest epoch (what a resume continues from)
+    tensorboard/             TensorBoard event files of the same metrics (`tensorboard --logdir OUT`)
+
+Read checkpoints with ``mammocad.train.load_classifier`` (no Lightning knowledge needed).
+
+Resume: after an interruption, run the same command again with ``resume`` on: training
+continues from ``checkpoints/last.ckpt`` at the next epoch, in the same run folder (same
+metrics.csv, same best.ckpt), with the optimizer state, the fine-tuning phase, the
+early-stopping and best-checkpoint state restored. Each epoch's shuffling and random draws
+depend only on (seed, epoch, ...) (see ``mammocad.train.data``), so on the same machine with
+the same settings the resumed run ends with the same weights and metrics as an uninterrupted
+one, whatever the number of loader workers. ``resume`` on a folder without last.ckpt starts a
+new run (so a preemptible job can always pass it); without ``resume`` a folder that already
+holds checkpoints is refused. Settings that define the run (model, task, phases, seed, ...)
+must not change on resume; operational ones (``RESUME_FREE``) may.
+
+Multi-GPU / multi-node (Lightning's DDP; ``batch_size`` is per process, so the global batch is
+``batch_size * devices * num_nodes``; each process trains on its own shard of every epoch)::
+
+    # one machine, 4 GPUs (Lightning starts the 3 extra processes by re-running the command)
+    mammocad train-classifier --config run.yaml --devices 4 --strategy ddp
+    # 2 nodes x 4 GPUs with torchrun (run on every node, same rendezvous):
+    torchrun --nnodes 2 --nproc-per-node 4 --rdzv-backend c10d --rdzv-endpoint HOST:29500 \\
+        $(which mammocad) train-classifier --config run.yaml --devices 4 --num-nodes 2 --strategy ddp
+    # SLURM: `#SBATCH --nodes=2 --ntasks-per-node=4 --gpus-per-node=4`, then
+    srun mammocad train-classifier --config run.yaml --devices 4 --num-nodes 2 --strategy ddp
+
+Lightning reads the ranks from torchrun's / SLURM's environment. On CPUs (testing), ``--accelerator
+cpu --devices 2 --strategy ddp_spawn`` runs 2 processes over gloo. Fine-tuning phases stay
+correct under DDP: at a phase switch the model is re-wrapped so the newly unfrozen layers'
+gradients are synchronised too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import lightning as L
+import pandas as pd
+import torch
+import yaml
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
+
+from mammocad.models import INPUT_NORMS, get_spec
+from mammocad.train.augment import Augment
+from mammocad.train.callbacks import EpochCsvLogger, LastPhaseEarlyStopping
+from mammocad.train.data import EpochSeed, PatchDataModule, balanced_class_weights, class_counts
+from mammocad.train.fastpath import PRECISIONS, cpu_supports_bf16, device_type, resolve_channels_last, resolve_precision
+from mammocad.train.module import ClassifierModule
+from mammocad.train.schedule import EXAMPLE, parse_phases
+from mammocad.train.tasks import TASKS, get_task
+from mammocad.utils.atomic import write_json, write_text
+from mammocad.utils.config import config_dict, dump_yaml
+from mammocad.utils.errors import DataError
+
+CHECKPOINTS = "checkpoints"
+BEST, LAST = "best", "last"  # checkpoint file stems
+METRICS = "metrics.csv"
+RESUME_FREE = frozenset({"data", "out", "resume", "workers", "precision", "channels_last", "accelerator", "devices",
+                         "strategy", "num_nodes", "early_stopping_patience", "limit_train_batches",
+                         "limit_val_batches"})
+"""TrainConfig fields that may differ between a run and its resumption (they do not change what is learnt)."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run needs; every field is a YAML key and a CLI flag."""
+
+    data: Path = field(default=Path("patches"), metadata={"help": "patch set folder (written by `mammocad patches`)"})
+    task: str = field(default="mass_benign_malignant", metadata={"help": f"task: {', '.join(TASKS)}"})
+    model: str = field(default="mobilenet_v2", metadata={"help": "registry model name"})
+    weights: str = field(default="imagenet", metadata={
+        "help": "initial weights: none (random), imagenet, or a state_dict file"})
+    input_norm: str | None = field(default=None, metadata={
+        "help": f"input normalisation ({', '.join(INPUT_NORMS)}); none: the model's default"})
+    dropout: float = field(default=0.2, metadata={"help": "dropout before the final dense layer, [0, 1)"})
+    input_size: int | None = field(default=None, metadata={
+        "help": "model input side, px (patches are resized to it); none: the model's (224, 299 for InceptionV3)"})
+    phases: str = field(default=EXAMPLE, metadata={
+        "help": "fine-tuning schedule: phase:epochs:lr items, comma separated; phases: head, last_third, "
+                "last_two_thirds, all (e.g. all:30:1e-3 end to end)"})
+    batch_size: int = field(default=32, metadata={"help": "patches per step per process"})
+    workers: int = field(default=2, metadata={"help": "data loader worker processes per training process"})
+    augment: Augment = field(default=Augment.FULL, metadata={
+        "help": "augmentation: none, simple (horizontal flip), full (flips, rotation, zoom, translation)"})
+    intensity_jitter: float = field(default=0.0, metadata={
+        "help": "brightness/contrast/gamma jitter strength in [0, 1); 0: off"})
+    class_weights: bool = field(default=False, metadata={"help": "weight the loss by inverse class frequency"})
+    weight_decay: float = field(default=0.0, metadata={"help": "Adam weight decay (L2)"})
+    precision: str = field(default="auto", metadata={
+        "help": f"{', '.join(PRECISIONS)}; auto: bf16-mixed on bf16-capable CPUs and GPUs, 16-mixed on older "
+                f"GPUs, else 32"})
+    channels_last: bool | None = field(default=None, metadata={
+        "help": "channels-last memory format; none: on for GPUs and the CPU bf16 path"})
+    accelerator: str = field(default="auto", metadata={"help": "Lightning accelerator: auto, cpu, gpu, ..."})
+    devices: int = field(default=1, metadata={"help": "devices (GPUs / CPU processes) per node"})
+    strategy: str = field(default="auto", metadata={"help": "Lightning strategy: auto, ddp, ddp_spawn, ..."})
+    num_nodes: int = field(default=1, metadata={"help": "machines (DDP)"})
+    early_stopping_patience: int = field(default=0, metadata={
+        "help": "stop after this many epochs of the last phase without a better val_auc; 0: off"})
+    seed: int = field(default=0, metadata={"help": "random seed (init, shuffling, augmentation, dropout)"})
+    out: Path = field(default=Path("runs/classifier"), metadata={"help": "run folder"})
+    resume: bool = field(default=False, metadata={
+        "help": "continue the run in OUT from checkpoints/last.ckpt (a new run when there is none)"})
+    limit_train_batches: int | None = field(default=None, metadata={
+        "help": "train on at most this many batches per epoch (smoke runs)"})
+    limit_val_batches: int | None = field(default=None, metadata={
+        "help": "validate on at most this many batches (smoke runs)"})
+
+    def __post_init__(self) -> None:
+        get_task(self.task)
+        spec = get_spec(self.model)
+        parse_phases(self.phases)
+        object.__setattr__(self, "augment", Augment(self.augment))
+        problems = [
+            (self.precision not in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"),
+            (self.input_norm is not None and self.input_norm not in INPUT_NORMS,
+             f"input_norm must be one of {', '.join(INPUT_NORMS)} or none, got {self.input_norm!r}"),
+            (self.input_size is not None and self.input_size < spec.min_input_size,
+             f"input_size of {self.model} must be >= {spec.min_input_size}, got {self.input_size}"),
+            (not 0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}"),
+            (not 0.0 <= self.intensity_jitter < 1.0, f"intensity_jitter must be in [0, 1), got {self.intensity_jitter}"),
+            (self.weight_decay < 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
+            (self.batch_size < 1, f"batch_size must be >= 1, got {self.batch_size}"),
+            (self.workers < 0, f"workers must be >= 0, got {self.workers}"),
+            (self.devices < 1 or self.num_nodes < 1, f"devices and num_nodes must be >= 1, got {self.devices}, "
+                                                     f"{self.num_nodes}"),
+            (self.early_stopping_patience < 0, f"early_stopping_patience must be >= 0, got "
+                                               f"{self.early_stopping_patience}"),
+            (any(n is not None and n < 1 for n in (self.limit_train_batches, self.limit_val_batches)),
+             "limit_train_batches and limit_val_batches must be >= 1 or none"),
+        ]
+        for failed, message in problems:
+            if failed:
+                raise ValueError(message)
+
+    @property
+    def model_input_size(self) -> int:
+        """``input_size``, or the model's own when None."""
+        return self.input_size if self.input_size is not None else get_spec(self.model).input_size
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Where a run's files are and how it went (read from its metrics.csv, so the same on every launcher).
+
+    ``epochs_run``: epochs completed by the run so far, resumed invocations included.
+    ``best_val_auc``: the highest val_auc in metrics.csv (the one of ``best_checkpoint``).
+    """
+
+    run_dir: Path
+    best_checkpoint: Path
+    last_checkpoint: Path
+    best_val_auc: float
+    epochs_run: int
+
+
+def _check_run_folder(config: TrainConfig) -> Path | None:
+    """The checkpoint to resume from (None: a new run); DataError when the folder cannot be used."""
+    out = Path(config.out)
+    last = out / CHECKPOINTS / f"{LAST}.ckpt"
+    if not config.resume:
+        if any((out / CHECKPOINTS).glob("*.ckpt")):
+            raise DataError(out, f"already holds a training run ({CHECKPOINTS}/*.ckpt); turn resume on to continue "
+                                 f"it, or choose another out folder")
+        return None
+    if not last.is_file():
+        return None
+    saved_path = out / "config.yaml"
+    saved = yaml.safe_load(saved_path.read_text()) if saved_path.is_file() else {}
+    current = config_dict(config)
+    changed = [f"{key} (run: {saved.get(key)!r}, now: {value!r})" for key, value in current.items()
+               if key not in RESUME_FREE and key in saved and saved[key] != value]
+    if changed:
+        raise DataError(saved_path, f"cannot resume with different settings: {'; '.join(changed)}")
+    return last
+
+
+@rank_zero_only
+def _write_run_files(out: Path, config: TrainConfig, run: dict) -> None:
+    write_text(out / "config.yaml", dump_yaml(config))
+    write_json(out / "run.json", run)
+
+
+def _result(out: Path) -> TrainResult:
+    metrics = pd.read_csv(out / METRICS)
+    return TrainResult(run_dir=out, best_checkpoint=out / CHECKPOINTS / f"{BEST}.ckpt",
+                       last_checkpoint=out / CHECKPOINTS / f"{LAST}.ckpt",
+                       best_val_auc=float(metrics["val_auc"].max()), epochs_run=int(metrics["epoch"].max()) + 1)
+
+
+def train_classifier(config: TrainConfig, *, progress: bool = True, callbacks: Sequence[Callback] = ()) -> TrainResult:
+    """Train (or resume) the run ``config`` describes; see the module docstring for the run folder.
+
+    ``progress``: Lightning's progress bar and model summary. ``callbacks``: extra Lightning
+    callbacks (e.g. monitoring). Errors: ``DataError`` (one line, naming the folder) for a patch
+    set without the task's train or val patches, a used run folder or a changed resumed config;
+    ``ValueError`` for bad settings; ``mammocad.models.WeightsUnavailable`` unchanged when the
+    ImageNet weights are neither cached nor downloadable.
+    """
+    out = Path(config.out)
+    resume_from = _check_run_folder(config)
+    task = get_task(config.task)
+    input_size = config.model_input_size
+    data = PatchDataModule(config.data, task, input_size=input_size, augment=config.augment,
+                           intensity=config.intensity_jitter, batch_size=config.batch_size, workers=config.workers,
+                           seed=config.seed)
+    device = device_type(config.accelerator)
+    precision = resolve_precision(config.precision, device)
+    channels_last = resolve_channels_last(config.channels_last, device, precision)
+    weights = (balanced_class_weights(class_counts(data.train_set, task.num_classes))
+               if config.class_weights else None)
+
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    module = ClassifierModule(model=config.model, task=config.task, input_size=input_size, phases=config.phases,
+                              weights=config.weights, dropout=config.dropout, input_norm=config.input_norm,
+                              weight_decay=config.weight_decay, class_weights=weights, channels_last=channels_last,
+                              run_config=config_dict(config))
+    _write_run_files(out, config, {
+        "precision": precision, "channels_last": channels_last, "device": device, "cpu_bf16": cpu_supports_bf16(),
+        "accelerator": config.accelerator, "devices": config.devices, "num_nodes": config.num_nodes,
+        "strategy": config.strategy, "input_size": input_size, "class_weights": weights,
+        "train_patches": len(data.train_set), "val_patches": len(data.val_set),
+        "resumed_from": None if resume_from is None else str(resume_from),
+        "torch": torch.__version__, "lightning": L.__version__,
+    })
+
+    monitor = {"monitor": "val_auc", "mode": "max"}
+    # Two checkpoint callbacks: Lightning's save_last only writes last.ckpt in epochs that improve
+    # the monitored metric, and resume needs every epoch's.
+    run_callbacks: list[Callback] = [
+        ModelCheckpoint(dirpath=out / CHECKPOINTS, filename=name, save_top_k=1, enable_version_counter=False,
+                        **(monitor if name == BEST else {}))
+        for name in (BEST, LAST)]
+    run_callbacks.append(EpochSeed(config.seed))
+    if config.early_stopping_patience:
+        run_callbacks.append(LastPhaseEarlyStopping(patience=config.early_stopping_patience, **monitor))
+    trainer = L.Trainer(
+        accelerator=config.accelerator, devices=config.devices, num_nodes=config.num_nodes, strategy=config.strategy,
+        precision=precision, benchmark=device == "cuda", max_epochs=module.schedule.total_epochs,
+        callbacks=[*run_callbacks, *callbacks],
+        logger=[EpochCsvLogger(out / METRICS, keep_existing=resume_from is not None),
+                TensorBoardLogger(out, name="tensorboard", version="", default_hp_metric=False)],
+        use_distributed_sampler=False,  # the data module shards (see mammocad.train.data)
+        limit_train_batches=config.limit_train_batches, limit_val_batches=config.limit_val_batches,
+        log_every_n_steps=1, enable_progress_bar=progress, enable_model_summary=progress, default_root_dir=out,
+    )
+    trainer.fit(module, datamodule=data, ckpt_path=resume_from)
+    return _result(out)

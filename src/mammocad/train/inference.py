@@ -1,0 +1,87 @@
+"""From a training checkpoint to predictions: a plain ``Classifier`` and class probabilities.
+
+``load_classifier`` reads a checkpoint written by ``train_classifier`` (``best.ckpt`` /
+``last.ckpt``) into the registry model it trained, in eval mode on the CPU, with what is needed
+to use it (task, class names, input size). ``predict_probabilities`` runs a model over a
+dataset of ``(image (1, H, W) float in [0, 1], target)`` samples.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from mammocad.models import Classifier, build_classifier
+from mammocad.models.weights import load_checkpoint_state_dict
+from mammocad.patches.datasets import make_loader
+from mammocad.train.augment import eval_transform
+from mammocad.train.fastpath import AUTOCAST_DTYPES, resolve_precision
+from mammocad.train.tasks import get_task
+from mammocad.utils.errors import DataError
+
+MODEL_PREFIX = "model."  # ClassifierModule keeps the Classifier in its ``model`` attribute
+
+
+def load_classifier(checkpoint: str | Path) -> tuple[Classifier, dict[str, Any]]:
+    """The trained model of a checkpoint (eval mode, CPU) and its metadata.
+
+    Metadata keys: ``task`` (name), ``class_names`` (list, index order; binary tasks: positive
+    class at 1), ``classes`` ({patch label: class index}, the ``PatchDataset`` argument),
+    ``model`` (registry name), ``input_size`` (side S the model was trained on, px: resize
+    inputs to S x S), ``input_norm`` (normalisation held in the model), ``epoch`` (0-based epoch
+    the checkpoint was saved after) and ``config`` (the run's TrainConfig as a flat dict).
+    DataError for a missing, unreadable or foreign file.
+    """
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise DataError(path, "no such checkpoint file")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
+        raise DataError(path, f"not a readable checkpoint ({err})") from err
+    hparams = ckpt.get("hyper_parameters", {}) if isinstance(ckpt, dict) else {}
+    if not {"model", "task", "input_size", "dropout"} <= set(hparams) or "state_dict" not in ckpt:
+        raise DataError(path, "not a mammocad training checkpoint (no model/task hyperparameters)")
+    task = get_task(hparams["task"])
+    model = build_classifier(hparams["model"], task.num_classes, dropout=hparams["dropout"])
+    state = {key[len(MODEL_PREFIX):]: value for key, value in ckpt["state_dict"].items()
+             if key.startswith(MODEL_PREFIX)}
+    load_checkpoint_state_dict(model, state, str(path))
+    model.eval()
+    return model, {"task": task.name, "class_names": list(task.class_names), "classes": task.classes,
+                   "model": hparams["model"], "input_size": hparams["input_size"],
+                   "input_norm": model.input_adapter.norm, "epoch": ckpt.get("epoch"),
+                   "config": hparams.get("run_config")}
+
+
+def predict_probabilities(model: Classifier, dataset: Dataset, *, input_size: int, batch_size: int = 64,
+                          workers: int = 0, precision: str = "32") -> tuple[np.ndarray, np.ndarray]:
+    """Class probabilities of every sample of ``dataset``, in dataset order.
+
+    Samples are ``(image (1, H, W) float in [0, 1], target int)``; images are resized to
+    ``input_size`` x ``input_size`` (the evaluation transform) on the model's device. Runs in
+    eval mode without gradients (the model's mode is restored afterwards), under autocast for
+    ``precision`` "bf16-mixed" / "16-mixed" ("auto": the training fast path of that device).
+    Returns ``probs`` float64 (N, C), rows summing to 1, and ``targets`` int64 (N,).
+    """
+    device = next(model.parameters()).device
+    dtype = AUTOCAST_DTYPES.get(resolve_precision(precision, device.type))
+    resize = eval_transform(input_size)
+    loader = make_loader(dataset, batch_size=batch_size, shuffle=False, workers=workers)
+    probs, targets = [], []
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            for x, y in loader:
+                logits = model(resize(x.to(device)))
+                probs.append(logits.float().softmax(dim=1).cpu())
+                targets.append(torch.as_tensor(y))
+    finally:
+        model.train(was_training)
+    return torch.cat(probs).double().numpy(), torch.cat(targets).long().numpy()
