@@ -305,7 +305,7 @@ def evaluate_classifier_command(checkpoint: Path, data: Path, split: str, val_sp
 @app.command()
 @click.option("--out", type=click.Path(path_type=Path), default=Path("demo-output"), show_default=True,
               help="folder for everything the demo writes")
-@click.option("--patients", default=24, show_default=True, help="synthetic patients")
+@click.option("--patients", default=60, show_default=True, help="synthetic patients")
 @click.option("--workers", default=2, show_default=True, help="worker processes")
 @click.option("--seed", default=0, show_default=True, help="random seed")
 @_clean_errors
@@ -313,36 +313,52 @@ def demo(out: Path, patients: int, workers: int, seed: int) -> None:
     """Run every stage end to end on a small synthetic CBIS-DDSM (CPU, a few minutes).
 
     Generates the data, prints Table 9, prepares full images and masks, extracts every
-    patch kind and prints Tables 11/12. Re-running reuses what is already there.
+    patch kind and prints Tables 11/12, trains a small benign-vs-malignant classifier on
+    the large-context patches and evaluates it on the test split. Re-running reuses the
+    data and patches (a new classifier run replaces the old one).
     """
+    import shutil
+
     from mammocad.data.registry import load_dataset
     from mammocad.data.splits import image_split
     from mammocad.data.stats import split_statistics
     from mammocad.data.synthetic import SynthConfig, generate_cbis_ddsm
+    from mammocad.evaluate.classifier import evaluate_classifier
     from mammocad.patches.build import PatchJob, PatchKind, build_patches, kind_config_class
     from mammocad.patches.stats import patch_counts
     from mammocad.patches.store import read_manifest
     from mammocad.preprocess.pipeline import PreprocessConfig
     from mammocad.preprocess.prepare import PrepareJob, run_prepare
+    from mammocad.train.engine import TrainConfig, train_classifier
 
     click.secho(DISCLAIMER, fg="yellow")
-    synth_dir, prepared_dir, patches_dir = out / "synthetic", out / "prepared", out / "patches"
-    click.echo(f"[1/4] synthetic CBIS-DDSM ({patients} patients) -> {synth_dir}")
+    synth_dir, prepared_dir, patches_dir, run_dir = out / "synthetic", out / "prepared", out / "patches", out / "run"
+    click.echo(f"[1/5] synthetic CBIS-DDSM ({patients} patients) -> {synth_dir}")
     if not (synth_dir / "csv").is_dir():
         generate_cbis_ddsm(synth_dir, SynthConfig(patients=patients, seed=seed, workers=workers))
     table = load_dataset(synth_dir, "cbis-ddsm", resolve_files=False, progress=False)
-    click.echo("[2/4] Table 9 (tfds split):")
+    click.echo("[2/5] Table 9 (tfds split):")
     click.echo(split_statistics(table, image_split(table, "tfds")).to_string(index=False))
-    click.echo(f"[3/4] preprocessing -> {prepared_dir}")
+    click.echo(f"[3/5] preprocessing -> {prepared_dir}")
     summary = run_prepare(PrepareJob(source=synth_dir, out=prepared_dir, workers=workers, seed=seed),
                           PreprocessConfig())
     failures = list(summary.failures)
-    click.echo(f"[4/4] patch sets -> {patches_dir}/{{small,large,seg,resize512}}")
+    click.echo(f"[4/5] patch sets -> {patches_dir}/{{small,large,seg,resize512}}")
     for kind in PatchKind:
         job = PatchJob(prepared=prepared_dir, out=patches_dir / kind.value, kind=kind, workers=workers, seed=seed)
         failures += build_patches(job, kind_config_class(kind)()).failures
     click.echo("Table 11/12 (small-context patches per class and split):")
     click.echo(patch_counts(read_manifest(patches_dir / "small")).to_string())
+    click.echo(f"[5/5] benign vs malignant classifier on large-context patches -> {run_dir}")
+    # A small CNN from scratch at 64 px: minutes on a CPU, no download. The paper's set-up is
+    # `mammocad train-classifier --model mobilenet_v2 --weights imagenet` (see the README).
+    shutil.rmtree(run_dir, ignore_errors=True)
+    config = TrainConfig(data=patches_dir / "large", task="benign_malignant", model="medical_cnn", weights="none",
+                         input_size=64, phases="all:8:1e-3", batch_size=16, workers=0, augment="simple",
+                         seed=seed, out=run_dir)
+    result = train_classifier(config, progress=False)
+    evaluation = evaluate_classifier(result.best_checkpoint, config.data, run_dir / "evaluation")
+    _print_evaluation(evaluation, run_dir / "evaluation")
     _report_failures(failures)
     click.echo("\nOutputs:")
     click.echo(f"  synthetic dataset   {synth_dir}/csv, {synth_dir}/CBIS-DDSM")
@@ -350,6 +366,7 @@ def demo(out: Path, patients: int, workers: int, seed: int) -> None:
     click.echo(f"  manifests           {prepared_dir}/images.csv, {prepared_dir}/abnormalities.csv")
     click.echo(f"  before/after plots  {prepared_dir}/figures ({len(summary.figures)} files)")
     click.echo(f"  patch sets          {patches_dir}/<kind>/patches.csv, example grid in <kind>/figures/examples.png")
+    click.echo(f"  classifier run      {run_dir}/checkpoints, metrics.csv, evaluation/ (ROC, confusion, predictions)")
     if failures:
         sys.exit(1)
 
