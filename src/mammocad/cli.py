@@ -59,9 +59,12 @@ def app() -> None:
 
     \b
     Typical run:
-      mammocad synth data/synth --patients 24     # CBIS-DDSM-format synthetic data
+      mammocad synth data/synth --patients 60     # CBIS-DDSM-format synthetic data
       mammocad stats data/synth --split-scheme tfds
       mammocad prepare --source data/synth --out data/prepared
+      mammocad patches --prepared data/prepared --out data/large --kind large
+      mammocad train-classifier --data data/large --task benign_malignant --out runs/bm
+      mammocad evaluate-classifier --checkpoint runs/bm/checkpoints/best.ckpt --data data/large
       mammocad demo                               # all of the above, end to end
     """
 
