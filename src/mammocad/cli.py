@@ -63,8 +63,7 @@ def app() -> None:
       mammocad stats data/synth --split-scheme tfds
       mammocad prepare --source data/synth --out data/prepared
       mammocad patches --prepared data/prepared --out data/large --kind large
-      mammocad train-classifier --data data/large --task benign_malignant --weights none \
-          --phases all:10:1e-3 --out runs/bm
+      mammocad train-classifier --data data/large --task benign_malignant --weights none --out runs/bm
       mammocad evaluate-classifier --checkpoint runs/bm/checkpoints/best.ckpt --data data/large
       mammocad demo                               # all of the above, end to end
     """
