@@ -198,7 +198,11 @@ def tile_candidates(work: _Work) -> tuple[str, list[tuple[int, int, str]]]:
 
 
 def _sub_dataset(image: ImageRecord, abnormalities: tuple[AbnormalityRecord, ...], split: str) -> str:
-    """The paper samples tiles per sub-dataset: calc-train, calc-test, mass-train, mass-test."""
+    """The paper samples tiles per sub-dataset: calc-train, calc-test, mass-train, mass-test.
+
+    Images without abnormalities (mini-MIAS normals) form ``normal-<split>``, which has no lesion
+    tiles, so the 50/25/25 rule takes no tile from them (CBIS-DDSM has no such images).
+    """
     types = sorted({a.abnormality_type.value for a in abnormalities}) or ["normal"]
     return f"{'+'.join(types)}-{split}"
 
