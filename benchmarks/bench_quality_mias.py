@@ -64,6 +64,7 @@ from mammocad.patches.store import MANIFEST
 from mammocad.preprocess.pipeline import PreprocessConfig
 from mammocad.preprocess.prepare import PrepareJob, run_prepare
 from mammocad.train.engine import TrainConfig, train_classifier
+from mammocad.train.augment import eval_transform
 from mammocad.train.inference import load_classifier, predict_probabilities
 from mammocad.train.tasks import get_task
 
@@ -171,7 +172,7 @@ class FrozenBatchNormStats(L.Callback):
 
 def predict(checkpoint: Path, view: Path, fold: int, batch_size: int) -> pd.DataFrame:
     model, meta = load_classifier(checkpoint)
-    dataset = PatchDataset(view, "test", classes=meta["classes"])
+    dataset = PatchDataset(view, "test", classes=meta["classes"], transform=eval_transform(meta["input_size"]))
     probs, targets = predict_probabilities(model, dataset, input_size=meta["input_size"], batch_size=batch_size,
                                            precision="auto")
     extra = {c: dataset.frame[c].astype(str).tolist() for c in PASSTHROUGH}
@@ -215,6 +216,25 @@ def cluster_bootstrap_auc(targets: np.ndarray, scores: np.ndarray, groups, n_res
     return [round(float(v), 4) for v in np.percentile(values, [2.5, 97.5])]
 
 
+def paired_difference(task_name: str, a: pd.DataFrame, b: pd.DataFrame, n_resamples: int, seed: int) -> dict:
+    """AUC(b) - AUC(a) on the same out-of-fold patches, with a 95% CI from resampling patients (paired)."""
+    positive = f"prob_{get_task(task_name).class_names[1]}"
+    b = b.set_index("sample_id").loc[a["sample_id"]].reset_index()
+    targets = a["target"].to_numpy()
+    codes, uniques = pd.factorize(a["patient_id"].to_numpy())
+    rng = np.random.default_rng(seed)
+    counts = rng.multinomial(len(uniques), np.full(len(uniques), 1 / len(uniques)), size=n_resamples)
+    weights = counts[:, codes].astype(np.float64)
+    weights = weights[((weights @ (targets == 1)) > 0) & ((weights @ (targets == 0)) > 0)]
+    deltas = (weighted_auc(targets, b[positive].to_numpy(), weights)
+              - weighted_auc(targets, a[positive].to_numpy(), weights))
+    point = (binary_metrics(targets, b[positive].to_numpy())["auc"]
+             - binary_metrics(targets, a[positive].to_numpy())["auc"])
+    return {"auc_difference": round(float(point), 4),
+            "auc_difference_ci_patients": [round(float(v), 4) for v in np.percentile(deltas, [2.5, 97.5])],
+            "fraction_of_resamples_above_0": round(float((deltas > 0).mean()), 4)}
+
+
 def lesion_level(frame: pd.DataFrame) -> pd.DataFrame:
     """Task (a) per unit: mean lesion-patch score per abnormality (target 1), mean background score per image (0)."""
     frame = frame.assign(score=frame["prob_LESION"],
@@ -224,11 +244,12 @@ def lesion_level(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def summarise(task_name: str, init: str, folds: list[dict], args, minutes: float, peak_mib: float,
-              out: Path) -> dict:
+              out: Path, folds_pooled: dict) -> dict:
     task = get_task(task_name)
     pooled = pd.concat([f["best"] for f in folds], ignore_index=True)
     pooled_last = pd.concat([f["last"] for f in folds], ignore_index=True)
     write_predictions(out / f"{task_name}__{init}.csv", pooled)
+    folds_pooled[(task_name, init)] = pooled
     write_predictions(out / f"{task_name}__{init}__last.csv", pooled_last)
     result = evaluate_predictions(pooled, task.class_names, n_resamples=args.n_resamples, seed=args.seed).metrics
     targets = pooled["target"].to_numpy()
@@ -260,6 +281,10 @@ def summarise(task_name: str, init: str, folds: list[dict], args, minutes: float
             lesion_level_n=f"{int(unit_targets.sum())} lesions vs {int((unit_targets == 0).sum())} images",
         )
     return record
+
+
+def pooled_inits(pooled: dict, task_name: str) -> set[str]:
+    return {init for task, init in pooled if task == task_name}
 
 
 # ---- main --------------------------------------------------------------------------------------------
@@ -342,6 +367,7 @@ def main() -> None:
         log({"kind": "prepare", "seconds": round(time.perf_counter() - started, 1), "peak_pss_mib": peak.mib,
              "patch_sets": {k: str(v) for k, v in sets.items()}})
         predictions_dir = work / "predictions"
+        pooled: dict[tuple[str, str], pd.DataFrame] = {}
         for task_name in tasks:
             frame = task_manifest(sets[TASK_KIND[task_name]], task_name)
             fold_patients = patient_folds(frame, args.folds, args.seed)
@@ -372,7 +398,11 @@ def main() -> None:
                              "epochs": r["epochs"], "train_s": round(r["train_s"], 1),
                              "predict_s": round(r["predict_s"], 1), "seconds": round(r["seconds"], 1)})
                 minutes = (time.perf_counter() - started) / 60
-                log(summarise(task_name, init.name, results, args, minutes, peak.mib, predictions_dir))
+                log(summarise(task_name, init.name, results, args, minutes, peak.mib, predictions_dir, pooled))
+            if ("random" in pooled_inits(pooled, task_name)) and ("imagenet" in pooled_inits(pooled, task_name)):
+                log({"kind": "comparison", "task": task_name, "what": "AUC(imagenet) - AUC(random), same patches",
+                     **paired_difference(task_name, pooled[(task_name, "random")], pooled[(task_name, "imagenet")],
+                                         args.n_resamples, args.seed)})
     log({"kind": "total", "minutes": round((time.perf_counter() - total_started) / 60, 2),
          "peak_pss_mib": total_peak.mib, "predictions": str(predictions_dir), "machine": machine()})
 

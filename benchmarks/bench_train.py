@@ -13,11 +13,14 @@ and one batch size per model, side by side in this process, repeats interleaved,
   tensors (TensorDataset, DataLoader with 0 workers): the engine's model-only step rate;
 - ``engine_files``: ``train_classifier`` itself, exactly as users run it, on a real patch set
   read from disk (PNG patches through ``PatchDataModule``: augment preset ``full``, resize to
-  the model's input size, ``--workers`` DataLoader worker processes).
+  the model's input size), with the engine's default loader workers (``--workers``; default
+  auto, which is 0 on a CPU: patches load in the training process).
 
 Diagnostics (``--diagnostics``, default ``bare_bf16_cl``): the bare loop on the engine's fast
 path (bf16 autocast + channels-last model and inputs), which separates what the numeric fast
-path gains from what Lightning costs; ``bare_bf16_cl_fused_adam`` adds ``Adam(fused=True)``.
+path gains from what Lightning costs; ``bare_bf16_cl_fused_adam`` adds ``Adam(fused=True)``;
+``engine_files_workers1`` / ``engine_files_workers2`` (default: the latter) are ``engine_files``
+with 1 / 2 DataLoader worker processes, to compare against loading in the training process.
 
 Only steady-state steps count: ``--warmup`` steps, then ``--steps`` timed steps; the time runs
 from the end of the last warm-up step to the end of the last timed step (optimizer step
@@ -78,7 +81,9 @@ MINI_MIAS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mi
 TASKS_TRIED = ("five_class", "benign_malignant", "mass_vs_calc")  # first one the patch set can train
 PHASES = "all:1:1e-3"  # one epoch, every layer trainable
 VARIANTS = ("bare_fp32", "engine_memory", "engine_files")
-DIAGNOSTICS = ("bare_bf16_cl", "bare_bf16_cl_fused_adam")  # the bare loop on the engine's fast path
+# the bare loop on the engine's fast path; the engine with loader worker processes
+DIAGNOSTICS = ("bare_bf16_cl", "bare_bf16_cl_fused_adam", "engine_files_workers1", "engine_files_workers2")
+BUILD_WORKERS = 2  # processes that prepare the patch set (untimed)
 MEMORY_INTERVAL = 0.5  # s between PSS samples: a sample reads smaps (~15 ms of CPU), and steps last seconds
 
 
@@ -264,7 +269,7 @@ def run_engine_memory(name: str, task: str, size: int, xs: torch.Tensor, ys: tor
             "channels_last": channels_last, **timer.probe.summary()}
 
 
-def run_engine_files(name: str, task: str, patches: Path, batch: int, workers: int, warmup: int, steps: int,
+def run_engine_files(name: str, task: str, patches: Path, batch: int, workers: int | None, warmup: int, steps: int,
                      out: Path) -> dict:
     config = TrainConfig(data=patches, task=task, model=name, weights="none", phases=PHASES, batch_size=batch,
                          workers=workers, augment="full", seed=0, out=out, limit_train_batches=warmup + steps,
@@ -275,7 +280,7 @@ def run_engine_files(name: str, task: str, patches: Path, batch: int, workers: i
     run = json.loads((out / "run.json").read_text())
     shutil.rmtree(out, ignore_errors=True)
     return {**timer.marks.summary(), "peak_pss_mib": peak.mib, "precision": run["precision"],
-            "channels_last": run["channels_last"], **timer.probe.summary()}
+            "channels_last": run["channels_last"], "workers": run["workers"], **timer.probe.summary()}
 
 
 def main() -> None:
@@ -286,9 +291,10 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps before the timed ones")
     parser.add_argument("--steps", type=int, default=12, help="timed steps per run")
     parser.add_argument("--repeats", type=int, default=2, help="interleaved repeats; the best counts")
-    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of engine_files")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="DataLoader workers of engine_files (default: the engine's auto choice)")
     parser.add_argument("--diagnostics", type=lambda text: [v for v in text.split(",") if v and v != "none"],
-                        default=["bare_bf16_cl"],
+                        default=["bare_bf16_cl", "engine_files_workers2"],
                         help=f"extra variants, comma-separated, or none: {', '.join(DIAGNOSTICS)}")
     parser.add_argument("--quiet-below", type=float, default=0.0,
                         help="shared machine: before each run, wait until other processes use under this share "
@@ -303,7 +309,7 @@ def main() -> None:
         parser.error(f"unknown diagnostics {', '.join(sorted(unknown))}; choose from {', '.join(DIAGNOSTICS)}")
     work = Path(tempfile.mkdtemp(prefix="bench-train-"))
     try:
-        patches, task, data_description = build_patch_set(work, args.source, args.workers)
+        patches, task, data_description = build_patch_set(work, args.source, BUILD_WORKERS)
         num_classes = get_task(task).num_classes
         models = [m.strip() for m in args.models.split(",") if m.strip()]
         inputs = {}
@@ -329,7 +335,9 @@ def main() -> None:
                         result = run_engine_memory(name, task, size, xs, ys, batch, args.warmup, args.steps,
                                                    work / "lightning")
                     else:
-                        result = run_engine_files(name, task, patches, batch, args.workers, args.warmup,
+                        workers = (args.workers if variant == "engine_files"
+                                   else int(variant.removeprefix("engine_files_workers")))
+                        result = run_engine_files(name, task, patches, batch, workers, args.warmup,
                                                   args.steps, work / f"run-{name}-{r}")
                     gc.collect()  # ends the finished run's persistent loader workers before the next run
                     result["images_per_s"] = batch * args.steps / result["seconds"]
@@ -356,15 +364,15 @@ def main() -> None:
                     "other_cpu_share_runs": [round(run["other_cpu_share"], 3) for run in runs],
                     "ratio_to_bare_fp32": round(res["images_per_s"] / best["bare_fp32"]["images_per_s"], 3),
                     "ratio_to_engine_memory": (round(res["images_per_s"] / best["engine_memory"]["images_per_s"], 3)
-                                               if variant == "engine_files" else None),
+                                               if variant.startswith("engine_files") else None),
                     "data_wait_share": round(res["waiting"] / res["seconds"], 3),
                     "worker_cpu_share": round(res["worker_cpu_share"], 3),
                     "conv_bf16_share": res["conv_bf16_share"], "conv_cl_input_share": res["conv_cl_input_share"],
                     "warmup": args.warmup, "steps": args.steps, "repeats": args.repeats,
-                    "workers": args.workers if variant == "engine_files" else 0,
+                    "workers": res.get("workers", 0),
                     "peak_pss_mib": max(run["peak_pss_mib"] for run in runs),
                     "torch_threads": torch.get_num_threads(), "machine": machine(),
-                    "input": data_description if variant == "engine_files" else "in-memory random tensors",
+                    "input": data_description if variant.startswith("engine_files") else "in-memory random tensors",
                 }), flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -18,6 +18,7 @@ from sklearn.metrics import roc_auc_score
 
 from mammocad.models import WeightsUnavailable, build_classifier, set_trainable
 from mammocad.patches.datasets import PatchDataset
+from mammocad.patches.large_context import resize_square
 from mammocad.patches.store import MANIFEST, read_manifest
 from mammocad.train import (
     TASKS,
@@ -30,6 +31,7 @@ from mammocad.train import (
     predict_probabilities,
     resolve_channels_last,
     resolve_precision,
+    resolve_workers,
     train_classifier,
     train_transform,
 )
@@ -98,8 +100,10 @@ def test_task_dataset_reads_only_the_task_labels(patch_set: Path):
 def test_augment_presets_change_images_as_specified_and_resize():
     image = torch.rand(1, 48, 48)
     resized = eval_transform(64)(image)
-    assert resized.shape == (1, 64, 64)
-    assert eval_transform(299)(torch.rand(5, 1, 224, 224)).shape == (5, 1, 299, 299)  # batches too
+    assert resized.shape == (1, 64, 64) and resized.dtype == torch.float32
+    assert torch.equal(resized[0], torch.from_numpy(resize_square(image[0].numpy(), 64)))  # the patches' resampling
+    with pytest.raises(ValueError, match="one image"):
+        eval_transform(64)(torch.rand(5, 1, 48, 48))
 
     torch.manual_seed(0)
     assert all(torch.equal(train_transform("none", 64)(image), resized) for _ in range(5))
@@ -115,6 +119,9 @@ def test_augment_presets_change_images_as_specified_and_resize():
     plain_flips = [resized, resized.flip(-1), resized.flip(-2), resized.flip(-1).flip(-2)]
     assert not any(torch.allclose(out, flip, atol=1e-3) for out in outputs for flip in plain_flips)  # affine always moves
     assert all(out.min() >= 0 and out.max() <= 1 for out in outputs)
+    # Rotated/shifted away from the patch, a white patch shows black (0) where nothing was.
+    white = [full(torch.ones(1, 48, 48)) for _ in range(10)]
+    assert sum(bool((out == 0).any()) for out in white) >= 8
 
     jittered = train_transform("none", 64, intensity=0.3)
     outputs = [jittered(image) for _ in range(5)]
@@ -125,6 +132,7 @@ def test_augment_presets_change_images_as_specified_and_resize():
     first = full(image)
     torch.manual_seed(3)
     assert torch.equal(full(image), first)  # seeded through torch's RNG
+    assert not torch.equal(full(image), first)
     with pytest.raises(ValueError):
         train_transform("heavy", 64)
     with pytest.raises(ValueError, match="intensity"):
@@ -181,6 +189,15 @@ def test_precision_auto_resolves_to_the_documented_fast_path():
     assert resolve_channels_last(None, "cpu", "bf16-mixed") and resolve_channels_last(None, "cuda", "16-mixed")
     assert not resolve_channels_last(None, "cpu", "32")
     assert not resolve_channels_last(False, "cuda", "bf16-mixed")
+
+
+def test_workers_auto_loads_in_process_on_cpu_and_scales_with_cores_per_gpu(monkeypatch):
+    assert resolve_workers(None, "cpu", 1) == 0 and resolve_workers(3, "cpu", 1) == 3
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(16)))
+    assert resolve_workers(None, "cuda", 1) == 8  # capped
+    assert resolve_workers(None, "cuda", 4) == 3  # 16 cores / 4 GPUs, one left for the training process
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0})
+    assert resolve_workers(None, "cuda", 1) == 1
 
 
 # ---- one staged fit: phases, run folder, checkpoints --------------------------------------------
@@ -272,6 +289,8 @@ def test_staged_fit_switches_trainable_layers_and_writes_the_run_folder(patch_se
     np.testing.assert_array_equal(probs, trained)
     assert probs.shape == (len(val), 2) and np.allclose(probs.sum(axis=1), 1)
     assert targets.tolist() == val.targets
+    with pytest.raises(ValueError, match=r"eval_transform\(32\)"):
+        predict_probabilities(model, val, input_size=32)  # 64 px patches, not resized for the model
 
     # The best checkpoint reproduces the val_auc it was selected for (training validated in bf16).
     best, _ = load_classifier(result.best_checkpoint)

@@ -246,6 +246,7 @@ def train_classifier_command(config_file: Path | None, evaluate: bool, bootstrap
     from mammocad.evaluate.classifier import evaluate_classifier
     from mammocad.models import WeightsUnavailable
     from mammocad.train.engine import train_classifier
+    from mammocad.train.fastpath import resolve_workers
 
     (config,) = _configs(_train_classes(), config_file, flags)
     try:
@@ -256,7 +257,8 @@ def train_classifier_command(config_file: Path | None, evaluate: bool, bootstrap
                f"{result.best_checkpoint}")
     if evaluate:
         out = result.run_dir / "evaluation"
-        _print_evaluation(evaluate_classifier(result.best_checkpoint, config.data, out, workers=config.workers,
+        _print_evaluation(evaluate_classifier(result.best_checkpoint, config.data, out,
+                                              workers=resolve_workers(config.workers, "cpu", 1),
                                               n_resamples=bootstrap), out)
 
 

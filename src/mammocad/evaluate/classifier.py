@@ -23,6 +23,7 @@ from mammocad.evaluate.metrics import EvaluationResult, evaluate_predictions
 from mammocad.evaluate.plots import training_curves_figure, write_evaluation
 from mammocad.evaluate.predictions import predictions_frame, write_predictions
 from mammocad.patches.datasets import PatchDataset
+from mammocad.train.augment import eval_transform
 from mammocad.train.inference import load_classifier, predict_probabilities
 from mammocad.train.tasks import get_task
 from mammocad.utils.atomic import atomic_path
@@ -34,7 +35,7 @@ PASSTHROUGH = ("patient_id", "image_id", "abnormality", "label", "kind")
 def _predict_split(model, meta: dict, data: Path, split: str, batch_size: int, workers: int) -> pd.DataFrame | None:
     """Predictions of one split as a predictions frame, or None when the split has no patch of the task."""
     task = get_task(meta["task"])
-    dataset = PatchDataset(data, split, classes=task.classes)
+    dataset = PatchDataset(data, split, classes=task.classes, transform=eval_transform(meta["input_size"]))
     if len(dataset) == 0:
         return None
     probs, targets = predict_probabilities(model, dataset, input_size=meta["input_size"], batch_size=batch_size,

@@ -41,7 +41,7 @@ class PatchDataset(Dataset):
     ``classes`` maps manifest labels to target indices; patches whose label is not in it are
     left out. This is how tasks are defined, e.g. benign vs malignant masses:
     ``{"BENIGN_MASS": 0, "MALIGNANT_MASS": 1}``. Default: every label present, sorted.
-    ``transform`` is applied to the image tensor (e.g. a torchvision.transforms.v2 pipeline).
+    ``transform`` is applied to the image tensor (e.g. an augmentation pipeline ending in a resize).
     """
 
     def __init__(self, root: str | Path, split: str | None = None, classes: Mapping[str, int] | None = None,

@@ -11,7 +11,7 @@
 
 from mammocad.train.augment import Augment, eval_transform, train_transform
 from mammocad.train.engine import RESUME_FREE, TrainConfig, TrainResult, train_classifier
-from mammocad.train.fastpath import cpu_supports_bf16, resolve_channels_last, resolve_precision
+from mammocad.train.fastpath import cpu_supports_bf16, resolve_channels_last, resolve_precision, resolve_workers
 from mammocad.train.inference import load_classifier, predict_probabilities
 from mammocad.train.schedule import Phase, Schedule, parse_phases
 from mammocad.train.tasks import TASKS, Task, get_task, list_tasks
@@ -19,5 +19,6 @@ from mammocad.train.tasks import TASKS, Task, get_task, list_tasks
 __all__ = [
     "RESUME_FREE", "TASKS", "Augment", "Phase", "Schedule", "Task", "TrainConfig", "TrainResult",
     "cpu_supports_bf16", "eval_transform", "get_task", "list_tasks", "load_classifier", "parse_phases",
-    "predict_probabilities", "resolve_channels_last", "resolve_precision", "train_classifier", "train_transform",
+    "predict_probabilities", "resolve_channels_last", "resolve_precision", "resolve_workers",
+    "train_classifier", "train_transform",
 ]

@@ -1,36 +1,47 @@
-"""Training augmentation presets and the evaluation transform (torchvision.transforms.v2).
+"""Training augmentation presets and the evaluation transform (albumentations + OpenCV).
 
-Every transform takes and returns a float tensor (1, H, W) (a batch (N, 1, H, W) works too for
-the evaluation transform) of grayscale values in [0, 1], and ends by resizing to the model's
-square input (``size`` x ``size`` px, bilinear with antialiasing), so a 224 px patch set can feed
-InceptionV3 at 299. Presets (``Augment``):
+Every transform takes and returns a float32 tensor (1, H, W) of grayscale values in [0, 1] and
+ends by resizing to the model's square input (``size`` x ``size`` px) with
+``mammocad.patches.large_context.resize_square`` (INTER_AREA along an axis that shrinks,
+INTER_LINEAR along one that grows: the resampling the patches themselves were made with), so a
+224 px patch set can feed InceptionV3 at 299 and training, validation and inference resample
+identically. Presets (``Augment``):
 
 - ``none``: resize only.
 - ``simple``: random horizontal flip (p = 0.5).
-- ``full``: random horizontal and vertical flips (p = 0.5 each), then one random affine map:
-  rotation uniform in +-``ROTATION`` degrees, zoom (scale) uniform in ``ZOOM``, translation up
-  to ``TRANSLATE`` of the side in each direction; pixels that come from outside the patch are
-  0 (black, like the film background).
+- ``full``: random horizontal and vertical flips (p = 0.5 each), then one random affine map
+  about the patch centre: rotation uniform in +-``ROTATION`` degrees, isotropic zoom (scale)
+  uniform in ``ZOOM``, translation uniform in +-``TRANSLATE`` of the side along each axis;
+  pixels that come from outside the patch are 0 (black, like the film background).
 
-``intensity`` > 0 adds, before the resize, brightness and contrast factors uniform in
-[1 - intensity, 1 + intensity] and a gamma uniform in log space in
-[1 / (1 + intensity), 1 + intensity]; values stay clipped to [0, 1].
+``intensity`` > 0 adds, before the resize, a random contrast factor ``a`` in
+[1 - intensity, 1 + intensity] and brightness offset ``b`` in [-intensity, +intensity]
+(``x * a + b``), then a gamma uniform in [1 / (1 + intensity), 1 + intensity]; values are
+clipped to [0, 1].
 
-Random draws use torch's global RNG, so seeding it repeats an augmentation; in training,
-``mammocad.train.data.EpochView`` seeds every sample's draws from (seed, epoch, sample index).
+Why albumentations on NumPy rather than tensor transforms: these run once per sample in the
+DataLoader workers, which on a CPU share the cores with the training step; OpenCV's warps cost a
+third of a tensor affine + antialiased resize (see benchmarks/RESULTS.md, training throughput).
+
+Random draws: every call draws one seed from torch's global RNG and reseeds the albumentations
+pipeline with it, so seeding torch repeats an augmentation; in training,
+``mammocad.train.data.EpochView`` seeds torch per sample from (seed, epoch, sample index).
 """
 
 from __future__ import annotations
 
 import enum
-import math
 
+import albumentations as A
+import cv2
+import numpy as np
 import torch
-from torchvision.transforms import v2
+
+from mammocad.patches.large_context import resize_square
 
 ROTATION = 20.0  # degrees, +-
 ZOOM = (0.9, 1.1)  # scale factors
-TRANSLATE = (0.1, 0.1)  # fraction of width, height
+TRANSLATE = 0.1  # fraction of the side, +- along each axis
 
 
 class Augment(str, enum.Enum):
@@ -41,43 +52,46 @@ class Augment(str, enum.Enum):
     FULL = "full"
 
 
-class RandomGamma(v2.Transform):
-    """``x ** gamma`` with log(gamma) uniform in [-log(max_gamma), log(max_gamma)]; x in [0, 1]."""
+class PatchTransform:
+    """(1, H, W) float32 tensor in [0, 1] -> (1, size, size): optional albumentations steps, then the resize."""
 
-    def __init__(self, max_gamma: float):
-        super().__init__()
-        if max_gamma < 1.0:
-            raise ValueError(f"max_gamma must be >= 1, got {max_gamma}")
-        self.max_gamma = max_gamma
+    def __init__(self, size: int, steps: list[A.BasicTransform] | None = None):
+        if size < 1:
+            raise ValueError(f"size must be >= 1, got {size}")
+        self.size = size
+        self.pipeline = A.Compose(steps) if steps else None
 
-    def make_params(self, flat_inputs: list) -> dict:
-        log_range = math.log(self.max_gamma)
-        return {"gamma": math.exp((2.0 * torch.rand(()).item() - 1.0) * log_range)}
-
-    def transform(self, inpt: torch.Tensor, params: dict) -> torch.Tensor:
-        return inpt.clamp(0.0, 1.0) ** params["gamma"]
-
-
-def eval_transform(size: int) -> v2.Transform:
-    """Resize to ``size`` x ``size`` only: (…, 1, H, W) -> (…, 1, size, size)."""
-    if size < 1:
-        raise ValueError(f"size must be >= 1, got {size}")
-    return v2.Resize((size, size), antialias=True)
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        if image.ndim != 3 or image.shape[0] != 1:
+            raise ValueError(f"expected one image (1, H, W), got shape {tuple(image.shape)}")
+        pixels = image[0].numpy()
+        if self.pipeline is not None:
+            self.pipeline.set_random_seed(int(torch.randint(0, 2**31 - 1, ()).item()))
+            pixels = np.clip(self.pipeline(image=pixels)["image"], 0.0, 1.0)
+        resized = resize_square(pixels, self.size)
+        return torch.from_numpy(np.ascontiguousarray(resized, dtype=np.float32)).unsqueeze(0)
 
 
-def train_transform(preset: Augment | str, size: int, intensity: float = 0.0) -> v2.Compose:
+def eval_transform(size: int) -> PatchTransform:
+    """Resize to ``size`` x ``size`` only: (1, H, W) -> (1, size, size)."""
+    return PatchTransform(size)
+
+
+def train_transform(preset: Augment | str, size: int, intensity: float = 0.0) -> PatchTransform:
     """The training pipeline of ``preset`` (plus intensity jitter when ``intensity`` > 0), ending in the resize."""
     preset = Augment(preset)
     if not 0.0 <= intensity < 1.0:
         raise ValueError(f"intensity jitter must be in [0, 1), got {intensity}")
-    steps: list[v2.Transform] = []
+    steps: list[A.BasicTransform] = []
     if preset in (Augment.SIMPLE, Augment.FULL):
-        steps.append(v2.RandomHorizontalFlip(0.5))
+        steps.append(A.HorizontalFlip(p=0.5))
     if preset is Augment.FULL:
-        steps += [v2.RandomVerticalFlip(0.5),
-                  v2.RandomAffine(degrees=ROTATION, translate=TRANSLATE, scale=ZOOM,
-                                  interpolation=v2.InterpolationMode.BILINEAR, fill=0.0)]
+        steps += [A.VerticalFlip(p=0.5),
+                  A.Affine(rotate=(-ROTATION, ROTATION), scale=ZOOM, keep_ratio=True,
+                           translate_percent=(-TRANSLATE, TRANSLATE), interpolation=cv2.INTER_LINEAR,
+                           border_mode=cv2.BORDER_CONSTANT, fill=0.0, p=1.0)]
     if intensity > 0:
-        steps += [v2.ColorJitter(brightness=intensity, contrast=intensity), RandomGamma(1.0 + intensity)]
-    steps.append(eval_transform(size))
-    return v2.Compose(steps)
+        steps += [A.RandomBrightnessContrast(brightness_limit=intensity, contrast_limit=intensity,
+                                             brightness_by_max=True, p=1.0),
+                  A.RandomGamma(gamma_limit=(100.0 / (1.0 + intensity), 100.0 * (1.0 + intensity)), p=1.0)]
+    return PatchTransform(size, steps)

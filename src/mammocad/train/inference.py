@@ -19,7 +19,6 @@ from torch.utils.data import Dataset
 from mammocad.models import Classifier, build_classifier
 from mammocad.models.weights import load_checkpoint_state_dict
 from mammocad.patches.datasets import make_loader
-from mammocad.train.augment import eval_transform
 from mammocad.train.fastpath import AUTOCAST_DTYPES, resolve_precision
 from mammocad.train.tasks import get_task
 from mammocad.utils.errors import DataError
@@ -63,15 +62,15 @@ def predict_probabilities(model: Classifier, dataset: Dataset, *, input_size: in
                           workers: int = 0, precision: str = "32") -> tuple[np.ndarray, np.ndarray]:
     """Class probabilities of every sample of ``dataset``, in dataset order.
 
-    Samples are ``(image (1, H, W) float in [0, 1], target int)``; images are resized to
-    ``input_size`` x ``input_size`` (the evaluation transform) on the model's device. Runs in
+    Samples are ``(image (1, S, S) float in [0, 1], target int)`` with S = ``input_size``: build
+    the dataset with ``transform=eval_transform(input_size)`` (the resize validation used in
+    training); any other size is refused with a ValueError. Runs in
     eval mode without gradients (the model's mode is restored afterwards), under autocast for
     ``precision`` "bf16-mixed" / "16-mixed" ("auto": the training fast path of that device).
     Returns ``probs`` float64 (N, C), rows summing to 1, and ``targets`` int64 (N,).
     """
     device = next(model.parameters()).device
     dtype = AUTOCAST_DTYPES.get(resolve_precision(precision, device.type))
-    resize = eval_transform(input_size)
     loader = make_loader(dataset, batch_size=batch_size, shuffle=False, workers=workers)
     probs, targets = [], []
     was_training = model.training
@@ -79,7 +78,10 @@ def predict_probabilities(model: Classifier, dataset: Dataset, *, input_size: in
     try:
         with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             for x, y in loader:
-                logits = model(resize(x.to(device)))
+                if tuple(x.shape[-2:]) != (input_size, input_size):
+                    raise ValueError(f"the model takes {input_size}x{input_size} px inputs, the dataset gave "
+                                     f"{x.shape[-2]}x{x.shape[-1]}: build it with transform=eval_transform({input_size})")
+                logits = model(x.to(device))
                 probs.append(logits.float().softmax(dim=1).cpu())
                 targets.append(torch.as_tensor(y))
     finally:
