@@ -19,6 +19,8 @@ and one batch size per model, side by side in this process, repeats interleaved,
 Diagnostics (``--diagnostics``, default ``bare_bf16_cl``): the bare loop on the engine's fast
 path (bf16 autocast + channels-last model and inputs), which separates what the numeric fast
 path gains from what Lightning costs; ``bare_bf16_cl_fused_adam`` adds ``Adam(fused=True)``;
+``bare_bf16_cl_compiled`` runs the model through ``torch.compile`` (inductor, default mode; the
+compilation happens in the warm-up steps);
 ``engine_files_workers1`` / ``engine_files_workers2`` (default: the latter) are ``engine_files``
 with 1 / 2 DataLoader worker processes, to compare against loading in the training process.
 
@@ -82,7 +84,8 @@ TASKS_TRIED = ("five_class", "benign_malignant", "mass_vs_calc")  # first one th
 PHASES = "all:1:1e-3"  # one epoch, every layer trainable
 VARIANTS = ("bare_fp32", "engine_memory", "engine_files")
 # the bare loop on the engine's fast path; the engine with loader worker processes
-DIAGNOSTICS = ("bare_bf16_cl", "bare_bf16_cl_fused_adam", "engine_files_workers1", "engine_files_workers2")
+DIAGNOSTICS = ("bare_bf16_cl", "bare_bf16_cl_fused_adam", "bare_bf16_cl_compiled", "engine_files_workers1",
+               "engine_files_workers2")
 BUILD_WORKERS = 2  # processes that prepare the patch set (untimed)
 MEMORY_INTERVAL = 0.5  # s between PSS samples: a sample reads smaps (~15 ms of CPU), and steps last seconds
 
@@ -221,14 +224,16 @@ class StepTimer(Callback):
 
 
 def run_bare(name: str, num_classes: int, xs: torch.Tensor, ys: torch.Tensor, batch: int, warmup: int,
-             steps: int, fast: bool = False, fused: bool = False) -> dict:
-    """The bare loop; ``fast``: bf16 autocast + channels-last like the engine; ``fused``: Adam(fused=True)."""
+             steps: int, fast: bool = False, fused: bool = False, compiled: bool = False) -> dict:
+    """The bare loop; ``fast``: bf16 autocast + channels-last like the engine; ``fused``: Adam(fused=True);
+    ``compiled``: the model's training outputs through ``torch.compile``."""
     torch.manual_seed(0)
     model = build_classifier(name, num_classes, weights="none").train()
     model.requires_grad_(True)
     if fast:
         model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=fused or None)
+    training_outputs = torch.compile(model.training_outputs) if compiled else model.training_outputs
     probe = ConvProbe()
     probe.attach(model)
     marks = Marks(warmup, steps)
@@ -239,7 +244,7 @@ def run_bare(name: str, num_classes: int, xs: torch.Tensor, ys: torch.Tensor, ba
             if fast:
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=fast):
-                outputs = model.training_outputs(x)
+                outputs = training_outputs(x)
             loss = sum(weight * F.cross_entropy(logits.float(), y) for weight, logits in outputs)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -330,7 +335,8 @@ def main() -> None:
                         wait_quiet(args.quiet_below, args.quiet_timeout)
                     if variant.startswith("bare_"):
                         result = run_bare(name, num_classes, xs, ys, batch, args.warmup, args.steps,
-                                          fast=variant != "bare_fp32", fused=variant.endswith("_fused_adam"))
+                                          fast=variant != "bare_fp32", fused=variant.endswith("_fused_adam"),
+                                          compiled=variant.endswith("_compiled"))
                     elif variant == "engine_memory":
                         result = run_engine_memory(name, task, size, xs, ys, batch, args.warmup, args.steps,
                                                    work / "lightning")
