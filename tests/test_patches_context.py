@@ -11,7 +11,6 @@ from mammocad.patches.large_context import (
     large_context_patches,
     large_context_window,
     nonzero_bbox,
-    resize_square,
 )
 from mammocad.patches.small_context import (
     SmallContextConfig,
@@ -25,6 +24,7 @@ from mammocad.patches.small_context import (
     tfds_breast_mask,
 )
 from mammocad.patches.types import LesionMask, PatchLabel
+from mammocad.preprocess.steps import resize_square
 from mammocad.utils.errors import DataError
 from mammocad.utils.imageio import read_image
 

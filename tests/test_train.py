@@ -18,7 +18,7 @@ from sklearn.metrics import roc_auc_score
 
 from mammocad.models import WeightsUnavailable, build_classifier, set_trainable
 from mammocad.patches.datasets import PatchDataset
-from mammocad.patches.large_context import resize_square
+from mammocad.preprocess.steps import resize_square
 from mammocad.patches.store import MANIFEST, read_manifest
 from mammocad.train import (
     TASKS,
@@ -234,7 +234,7 @@ def test_staged_fit_switches_trainable_layers_and_writes_the_run_folder(patch_se
     out = tmp_path / "run"
     phases = "head:1:1e-3,last_third:1:5e-4,all:1:1e-4"
     config = _config(patch_set, out, model="mobilenet_v2", phases=phases, limit_train_batches=2,
-                     precision="bf16-mixed", class_weights=True)
+                     precision="bf16-mixed", class_weights=True, workers=None)
     probe = PhaseProbe()
     result = train_classifier(config, progress=False, callbacks=[probe])
 
@@ -271,6 +271,7 @@ def test_staged_fit_switches_trainable_layers_and_writes_the_run_folder(patch_se
     assert saved == config
     run = json.loads((out / "run.json").read_text())
     assert run["precision"] == "bf16-mixed" and run["channels_last"] is True and run["device"] == "cpu"
+    assert run["workers"] == 0  # auto on the CPU: loading in the training process
     counts = read_manifest(patch_set).query("split == 'train'")["label"].str.startswith("MALIGNANT").value_counts()
     assert run["class_weights"] == pytest.approx([counts.sum() / (2 * counts[False]), counts.sum() / (2 * counts[True])])
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))

@@ -17,11 +17,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
-import cv2
 import numpy as np
 
 from mammocad.patches.small_context import validate_inputs
 from mammocad.patches.types import LesionMask, Patch
+from mammocad.preprocess.steps import resize_square
 from mammocad.utils.errors import DataError
 
 Box = tuple[int, int, int, int]  # (row0, col0, row1, col1), exclusive ends, pixels
@@ -107,23 +107,6 @@ def large_context_window(
     rows, cols = _at_least(*rows, config.min_side), _at_least(*cols, config.min_side)
     (row0, row1), (col0, col1) = _inside(*rows, image_shape[0]), _inside(*cols, image_shape[1])
     return row0, col0, row1, col1
-
-
-def resize_square(pixels: np.ndarray, size: int) -> np.ndarray:
-    """``pixels`` resized to size x size: INTER_AREA along an axis that shrinks, INTER_LINEAR
-    along one that grows."""
-    rows, cols = pixels.shape
-    row_method, col_method = _interpolation(rows, size), _interpolation(cols, size)
-    if row_method == col_method:
-        return cv2.resize(pixels, (size, size), interpolation=row_method)
-    # One axis shrinks, the other grows: cv2 only averages (INTER_AREA) when both shrink, and
-    # bilinear aliases when shrinking, so each axis gets its own pass.
-    resized_rows = cv2.resize(pixels, (cols, size), interpolation=row_method)
-    return cv2.resize(resized_rows, (size, size), interpolation=col_method)
-
-
-def _interpolation(source: int, target: int) -> int:
-    return cv2.INTER_AREA if target < source else cv2.INTER_LINEAR
 
 
 def _centred(start: int, extent: int, side: int) -> tuple[int, int]:

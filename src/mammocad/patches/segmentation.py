@@ -26,9 +26,10 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from mammocad.patches.large_context import nonzero_bbox, resize_square
+from mammocad.patches.large_context import nonzero_bbox
 from mammocad.patches.small_context import validate_inputs
 from mammocad.patches.types import LesionMask, Patch
+from mammocad.preprocess.steps import resize_square
 from mammocad.utils.errors import DataError
 
 XYBox = tuple[int, int, int, int]  # (x0, y0, x1, y1) = (col0, row0, col1, row1), exclusive ends, pixels
@@ -292,7 +293,7 @@ def resize_with_instances(
 ) -> Patch:
     """The whole image resized to ``size`` x ``size``, with one mask and box per lesion.
 
-    The image goes through :func:`~mammocad.patches.large_context.resize_square` (area averaging
+    The image goes through :func:`~mammocad.preprocess.steps.resize_square` (area averaging
     when shrinking, bilinear when growing). A non-square image is stretched to the square, its
     aspect changing; prepared images are already padded to square by default. Each mask gets the
     same resize as the fraction of lesion in each output pixel and keeps the pixels at least half

@@ -221,6 +221,24 @@ def resized_shape(shape: tuple[int, int], size: int) -> tuple[int, int]:
     return max(1, round(rows * scale)), max(1, round(cols * scale))
 
 
+def resize_square(pixels: np.ndarray, size: int) -> np.ndarray:
+    """``pixels`` (rows, cols) resized to size x size px, aspect not kept: INTER_AREA along an
+    axis that shrinks, INTER_LINEAR along one that grows. The one resampling of patches (large
+    context, segmentation) and of model inputs (training, validation, inference)."""
+    rows, cols = pixels.shape
+    row_method, col_method = _interpolation(rows, size), _interpolation(cols, size)
+    if row_method == col_method:
+        return cv2.resize(pixels, (size, size), interpolation=row_method)
+    # One axis shrinks, the other grows: cv2 only averages (INTER_AREA) when both shrink, and
+    # bilinear aliases when shrinking, so each axis gets its own pass.
+    resized_rows = cv2.resize(pixels, (cols, size), interpolation=row_method)
+    return cv2.resize(resized_rows, (size, size), interpolation=col_method)
+
+
+def _interpolation(source: int, target: int) -> int:
+    return cv2.INTER_AREA if target < source else cv2.INTER_LINEAR
+
+
 def resize(image: np.ndarray, size: int, *, mask: bool = False) -> np.ndarray:
     """Scale so the longer side is ``size`` px (a square becomes ``size`` x ``size``).
 

@@ -2,7 +2,7 @@
 
 Every transform takes and returns a float32 tensor (1, H, W) of grayscale values in [0, 1] and
 ends by resizing to the model's square input (``size`` x ``size`` px) with
-``mammocad.patches.large_context.resize_square`` (INTER_AREA along an axis that shrinks,
+``mammocad.preprocess.steps.resize_square`` (INTER_AREA along an axis that shrinks,
 INTER_LINEAR along one that grows: the resampling the patches themselves were made with), so a
 224 px patch set can feed InceptionV3 at 299 and training, validation and inference resample
 identically. Presets (``Augment``):
@@ -37,7 +37,7 @@ import cv2
 import numpy as np
 import torch
 
-from mammocad.patches.large_context import resize_square
+from mammocad.preprocess.steps import resize_square
 
 ROTATION = 20.0  # degrees, +-
 ZOOM = (0.9, 1.1)  # scale factors

@@ -16,10 +16,10 @@ the convolution kernels prefer it; off otherwise.
 
 ``workers=None`` (auto) resolves to 0 (patches load in the training process) when training on
 the CPU: the training step already keeps every core busy with its intra-op threads, and loader
-processes only pre-empt them. On the 2-core development VM, InceptionV3 at 299 px trained on real
-PNG patches at 0.93-0.96 of its in-memory step rate loading in-process, against 0.87 with 2
-worker processes that used just 2% of the CPU (benchmarks/RESULTS.md). With a GPU, the cores are free
-for loading: ``min(8, cores per device - 1)`` workers (at least 1).
+processes only pre-empt them. On the 2-core development VM, InceptionV3 at 299 px trained on
+real PNG patches at 0.93-0.96 of its in-memory step rate loading in-process, against 0.87 with
+2 worker processes that used just 2% of the CPU (benchmarks/RESULTS.md). With a GPU the cores
+are free for loading: ``min(8, cores per device - 1)`` workers (at least 1).
 """
 
 from __future__ import annotations
