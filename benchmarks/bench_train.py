@@ -9,19 +9,24 @@ and one batch size per model, side by side in this process, repeats interleaved,
   memory format, on in-memory random tensors (N, 1, S, S) in [0, 1];
 - ``engine_memory``: the engine's ``ClassifierModule`` in a ``lightning.Trainer`` with the
   precision and channels-last format ``precision="auto"`` / ``channels_last=None`` resolve to
-  on this machine (the fast path), phase ``all`` (everything trains), fed the same in-memory
-  tensors (TensorDataset, DataLoader with 0 workers): the engine's model-only step rate;
+  on this machine and the rest of the engine's CPU fast path (the strided depthwise kernel swap
+  on the bf16 path, freed memory kept in the process during the fit; ``mammocad.train.fastpath``),
+  phase ``all`` (everything trains), fed the same in-memory tensors (TensorDataset, DataLoader
+  with 0 workers): the engine's model-only step rate;
 - ``engine_files``: ``train_classifier`` itself, exactly as users run it, on a real patch set
   read from disk (PNG patches through ``PatchDataModule``: augment preset ``full``, resize to
   the model's input size), with the engine's default loader workers (``--workers``; default
   auto, which is 0 on a CPU: patches load in the training process).
 
-Diagnostics (``--diagnostics``, default ``bare_bf16_cl``): the bare loop on the engine's fast
-path (bf16 autocast + channels-last model and inputs), which separates what the numeric fast
-path gains from what Lightning costs; ``bare_bf16_cl_fused_adam`` adds ``Adam(fused=True)``;
-``bare_bf16_cl_compiled`` runs the model through ``torch.compile`` (inductor, default mode; the
-compilation happens in the warm-up steps);
-``engine_files_workers1`` / ``engine_files_workers2`` (default: the latter) are ``engine_files``
+Diagnostics (``--diagnostics``; default ``bare_fp32_kept_memory,bare_bf16_cl,bare_engine_fastpath``),
+bare loops that take the engine's fast path apart: ``bare_fp32_kept_memory`` is ``bare_fp32``
+inside ``keep_freed_memory()`` (what the allocator setting alone gives float32);
+``bare_bf16_cl`` uses bf16 autocast + channels-last model and inputs (the numeric fast path
+alone); ``bare_engine_fastpath`` adds the strided depthwise kernel swap and the allocator
+setting, i.e. the engine's whole fast path without Lightning; ``bare_bf16_cl_fused_adam`` adds
+``Adam(fused=True)`` to ``bare_bf16_cl``; ``bare_bf16_cl_compiled`` runs its model through
+``torch.compile`` (inductor, default mode; the compilation happens in the warm-up steps);
+``engine_files_workers1`` / ``engine_files_workers2`` are ``engine_files``
 with 1 / 2 DataLoader worker processes, to compare against loading in the training process.
 
 Only steady-state steps count: ``--warmup`` steps, then ``--steps`` timed steps; the time runs
@@ -44,7 +49,9 @@ share whose input was channels-last), torch's thread count, the peak PSS of this
 and its workers (MiB), and per repeat the ratio to that repeat's ``bare_fp32`` and
 ``other_cpu_share``: the share of the machine's CPU time in the timed window used by processes
 outside this benchmark (other jobs on a shared machine; near 0 for a clean measurement);
-``worker_cpu_share``: the share used by this process's children (the DataLoader workers).
+``worker_cpu_share``: the share used by this process's children (the DataLoader workers);
+``minor_faults_per_step``: this process's minor page faults per timed step (pages the kernel
+mapped in afresh, what the allocator setting avoids).
 
     python benchmarks/bench_train.py --steps 12 --repeats 2
 """
@@ -54,6 +61,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import resource
 import shutil
 import subprocess
 import sys
@@ -71,9 +79,11 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from mammocad.models import build_classifier, get_spec
 from mammocad.train.data import task_dataset
+from mammocad.train.allocator import keep_freed_memory
 from mammocad.train.engine import TrainConfig, train_classifier
-from mammocad.train.fastpath import resolve_channels_last, resolve_precision
+from mammocad.train.fastpath import resolve_channels_last, resolve_precision, uses_strided_depthwise_kernel
 from mammocad.train.module import ClassifierModule
+from mammocad.train.strided_depthwise import use_fast_strided_depthwise
 from mammocad.train.tasks import get_task
 from mammocad.utils.errors import DataError
 
@@ -83,8 +93,16 @@ MINI_MIAS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mi
 TASKS_TRIED = ("five_class", "benign_malignant", "mass_vs_calc")  # first one the patch set can train
 PHASES = "all:1:1e-3"  # one epoch, every layer trainable
 VARIANTS = ("bare_fp32", "engine_memory", "engine_files")
-# the bare loop on the engine's fast path; the engine with loader worker processes
-DIAGNOSTICS = ("bare_bf16_cl", "bare_bf16_cl_fused_adam", "bare_bf16_cl_compiled", "engine_files_workers1",
+# bare loops with parts of the engine's fast path (run_bare's switches); the engine with loader workers
+BARE_VARIANTS = {
+    "bare_fp32": {},
+    "bare_fp32_kept_memory": {"keep_memory": True},
+    "bare_bf16_cl": {"fast": True},
+    "bare_engine_fastpath": {"fast": True, "depthwise_kernel": True, "keep_memory": True},
+    "bare_bf16_cl_fused_adam": {"fast": True, "fused": True},
+    "bare_bf16_cl_compiled": {"fast": True, "compiled": True},
+}
+DIAGNOSTICS = (*(name for name in BARE_VARIANTS if name != "bare_fp32"), "engine_files_workers1",
                "engine_files_workers2")
 BUILD_WORKERS = 2  # processes that prepare the patch set (untimed)
 MEMORY_INTERVAL = 0.5  # s between PSS samples: a sample reads smaps (~15 ms of CPU), and steps last seconds
@@ -181,6 +199,7 @@ class Marks:
         self.starts: list[float] = []
         self.ends: list[float] = []
         self.cpu: list[tuple[float, float, float]] = []
+        self.faults: list[int] = []
 
     def start(self) -> None:
         self.starts.append(time.perf_counter())
@@ -189,6 +208,7 @@ class Marks:
         self.ends.append(time.perf_counter())
         if len(self.ends) in (self.warmup, self.warmup + self.steps):
             self.cpu.append(cpu_seconds())
+            self.faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt)
 
     def summary(self) -> dict:
         """seconds: the timed window; waiting: its time between batches; shares of the machine's CPU
@@ -202,7 +222,8 @@ class Marks:
         capacity = seconds * psutil.cpu_count()
         return {"seconds": seconds, "waiting": waiting,
                 "other_cpu_share": max(0.0, (busy1 - busy0) - (tree1 - tree0)) / capacity,
-                "worker_cpu_share": max(0.0, (tree1 - tree0) - (main1 - main0)) / capacity}
+                "worker_cpu_share": max(0.0, (tree1 - tree0) - (main1 - main0)) / capacity,
+                "minor_faults_per_step": (self.faults[1] - self.faults[0]) / self.steps}
 
 
 class StepTimer(Callback):
@@ -224,20 +245,24 @@ class StepTimer(Callback):
 
 
 def run_bare(name: str, num_classes: int, xs: torch.Tensor, ys: torch.Tensor, batch: int, warmup: int,
-             steps: int, fast: bool = False, fused: bool = False, compiled: bool = False) -> dict:
-    """The bare loop; ``fast``: bf16 autocast + channels-last like the engine; ``fused``: Adam(fused=True);
-    ``compiled``: the model's training outputs through ``torch.compile``."""
+             steps: int, fast: bool = False, depthwise_kernel: bool = False, keep_memory: bool = False,
+             fused: bool = False, compiled: bool = False) -> dict:
+    """The bare loop; ``fast``: bf16 autocast + channels-last like the engine; ``depthwise_kernel``:
+    ``use_fast_strided_depthwise``; ``keep_memory``: inside ``keep_freed_memory()``; ``fused``:
+    Adam(fused=True); ``compiled``: the model's training outputs through ``torch.compile``."""
     torch.manual_seed(0)
     model = build_classifier(name, num_classes, weights="none").train()
     model.requires_grad_(True)
     if fast:
         model.to(memory_format=torch.channels_last)
+    if depthwise_kernel:
+        use_fast_strided_depthwise(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=fused or None)
     training_outputs = torch.compile(model.training_outputs) if compiled else model.training_outputs
     probe = ConvProbe()
     probe.attach(model)
     marks = Marks(warmup, steps)
-    with PeakMemory(MEMORY_INTERVAL) as peak:
+    with PeakMemory(MEMORY_INTERVAL) as peak, keep_freed_memory(enabled=keep_memory):
         for i in range(warmup + steps):
             marks.start()
             x, y = xs[i * batch:(i + 1) * batch], ys[i * batch:(i + 1) * batch]
@@ -261,14 +286,15 @@ def run_engine_memory(name: str, task: str, size: int, xs: torch.Tensor, ys: tor
     channels_last = resolve_channels_last(None, "cpu", precision)
     L.seed_everything(0, verbose=False)
     module = ClassifierModule(model=name, task=task, input_size=size, phases=PHASES, weights="none",
-                              channels_last=channels_last)
+                              channels_last=channels_last,
+                              fast_strided_depthwise=uses_strided_depthwise_kernel("cpu", precision))
     loader = DataLoader(TensorDataset(xs, ys), batch_size=batch, shuffle=False, num_workers=0)
     timer = StepTimer(warmup, steps)
     trainer = L.Trainer(accelerator="cpu", devices=1, precision=precision, max_epochs=1,
                         limit_train_batches=warmup + steps, callbacks=[timer], logger=False,
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                         use_distributed_sampler=False, log_every_n_steps=1, default_root_dir=root)
-    with PeakMemory(MEMORY_INTERVAL) as peak:
+    with PeakMemory(MEMORY_INTERVAL) as peak, keep_freed_memory():  # as train_classifier does on the CPU
         trainer.fit(module, train_dataloaders=loader)
     return {**timer.marks.summary(), "peak_pss_mib": peak.mib, "precision": precision,
             "channels_last": channels_last, **timer.probe.summary()}
@@ -299,7 +325,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None,
                         help="DataLoader workers of engine_files (default: the engine's auto choice)")
     parser.add_argument("--diagnostics", type=lambda text: [v for v in text.split(",") if v and v != "none"],
-                        default=["bare_bf16_cl", "engine_files_workers2"],
+                        default=["bare_fp32_kept_memory", "bare_bf16_cl", "bare_engine_fastpath"],
                         help=f"extra variants, comma-separated, or none: {', '.join(DIAGNOSTICS)}")
     parser.add_argument("--quiet-below", type=float, default=0.0,
                         help="shared machine: before each run, wait until other processes use under this share "
@@ -333,10 +359,9 @@ def main() -> None:
                 for variant in variants:
                     if args.quiet_below > 0:
                         wait_quiet(args.quiet_below, args.quiet_timeout)
-                    if variant.startswith("bare_"):
+                    if variant in BARE_VARIANTS:
                         result = run_bare(name, num_classes, xs, ys, batch, args.warmup, args.steps,
-                                          fast=variant != "bare_fp32", fused=variant.endswith("_fused_adam"),
-                                          compiled=variant.endswith("_compiled"))
+                                          **BARE_VARIANTS[variant])
                     elif variant == "engine_memory":
                         result = run_engine_memory(name, task, size, xs, ys, batch, args.warmup, args.steps,
                                                    work / "lightning")
@@ -351,6 +376,7 @@ def main() -> None:
                     print(json.dumps({"progress": f"repeat {r} {name} {variant}",
                                       "images_per_s": round(result["images_per_s"], 2),
                                       "other_cpu_share": round(result["other_cpu_share"], 3),
+                                      "minor_faults_per_step": round(result["minor_faults_per_step"]),
                                       "children": len(psutil.Process().children(recursive=True))}),
                           file=sys.stderr, flush=True)
         for name in models:
@@ -373,6 +399,7 @@ def main() -> None:
                                                if variant.startswith("engine_files") else None),
                     "data_wait_share": round(res["waiting"] / res["seconds"], 3),
                     "worker_cpu_share": round(res["worker_cpu_share"], 3),
+                    "minor_faults_per_step_runs": [round(run["minor_faults_per_step"]) for run in runs],
                     "conv_bf16_share": res["conv_bf16_share"], "conv_cl_input_share": res["conv_cl_input_share"],
                     "warmup": args.warmup, "steps": args.steps, "repeats": args.repeats,
                     "workers": res.get("workers", 0),

@@ -52,7 +52,8 @@ def test_every_field_is_a_flag():
     help_text = CliRunner().invoke(_command(), ["--help"]).output
     for flag in ("--size", "--clip", "--out", "--flag / --no-flag", "--scheme [official|tfds]"):
         assert flag in help_text
-    assert "resize [default: None]" in help_text
+    assert "[default: 2.0]" in help_text  # clip
+    assert "resize" in help_text and "[default: None]" not in help_text  # None defaults explain themselves
 
 
 def test_unknown_yaml_key_and_bad_value(tmp_path: Path):

@@ -81,6 +81,8 @@ def test_small_context_counts_labels_and_overlap_rules(small_set: Path, prepared
             window = np.s_[row.row:row.row + 112, row.col:row.col + 112]
             assert read_image(small_set / row.file).shape == (112, 112)
             np.testing.assert_array_equal(read_image(small_set / row.file), grid_image[window])
+            # stored uncompressed (fast to decode every epoch): the file holds at least the raw pixels
+            assert (small_set / row.file).stat().st_size >= grid_image[window].nbytes
             if row.abnormality:  # > threshold of the patch is lesion, or of the lesion is inside
                 mask = masks[row.abnormality]
                 threshold = 0.9 * 0.95 ** row.relaxations

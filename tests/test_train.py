@@ -7,6 +7,7 @@ large-context patches, with small models at 64 px input."""
 from __future__ import annotations
 
 import json
+import platform
 from pathlib import Path
 
 import numpy as np
@@ -272,6 +273,8 @@ def test_staged_fit_switches_trainable_layers_and_writes_the_run_folder(patch_se
     run = json.loads((out / "run.json").read_text())
     assert run["precision"] == "bf16-mixed" and run["channels_last"] is True and run["device"] == "cpu"
     assert run["workers"] == 0  # auto on the CPU: loading in the training process
+    assert run["strided_depthwise_layers"] == 4  # CPU bf16: MobileNetV2's stride-2 depthwise layers swapped
+    assert run["cpu_allocator_keeps_freed_memory"] is (platform.libc_ver()[0] == "glibc")
     counts = read_manifest(patch_set).query("split == 'train'")["label"].str.startswith("MALIGNANT").value_counts()
     assert run["class_weights"] == pytest.approx([counts.sum() / (2 * counts[False]), counts.sum() / (2 * counts[True])])
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))

@@ -2,7 +2,8 @@
 
 A patch set is a folder::
 
-    images/<patch_id>.png          the patch (8/16-bit PNG, same dtype as the prepared image)
+    images/<patch_id>.png          the patch (8/16-bit PNG, same dtype as the prepared image,
+                                   uncompressed: training decodes every patch every epoch)
     masks/<patch_id>_<k>.png       segmentation kinds: instance k's mask, 0/255, aligned with the patch
     patches.csv                    manifest, one row per patch (columns below)
     done/<image_id>.json           the rows one source image produced (incremental re-runs)
@@ -42,7 +43,7 @@ def write_patch(out: Path, patch_id: str, patch: Patch, context: dict[str, Any])
     ``context`` holds the columns that come from the records (kind, image_id, instance_labels, ...).
     """
     file = Path("images") / f"{patch_id}.png"
-    write_png(out / file, patch.pixels)
+    write_png(out / file, patch.pixels, compression=0)
     mask_files = []
     for k, mask in enumerate(patch.masks):
         mask_file = Path("masks") / f"{patch_id}_{k}.png"

@@ -59,7 +59,7 @@ class PrepareJob:
     seed: int = field(default=0, metadata={"help": "seed of the official scheme's train/val cut"})
     workers: int = field(default=2, metadata={"help": "worker processes"})
     figures: int = field(default=4, metadata={"help": "before/after figures to write (first N images)"})
-    limit: int | None = field(default=None, metadata={"help": "prepare only the first N images (smoke runs)"})
+    limit: int | None = field(default=None, metadata={"help": "prepare only the first N images (smoke runs); none: all"})
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ writes the run folder ``config.out``::
 
     config.yaml              the TrainConfig (mammocad.utils.config YAML; `--config` reads it back)
     run.json                 what this invocation resolved: precision, channels_last, device,
-                             class weights, patch counts, library versions, resumed_from
+                             loader workers, CPU fast-path kernels and allocator, class
+                             weights, patch counts, library versions, resumed_from
     metrics.csv              one row per epoch: epoch, phase, lr, train_loss, train_acc,
                              val_loss, val_acc, val_auc
     checkpoints/best.ckpt    the epoch with the highest val_auc (Lightning checkpoint)
@@ -58,6 +59,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from mammocad.models import INPUT_NORMS, get_spec
+from mammocad.train.allocator import keep_freed_memory
 from mammocad.train.augment import Augment
 from mammocad.train.callbacks import EpochCsvLogger, LastPhaseEarlyStopping
 from mammocad.train.data import EpochSeed, PatchDataModule, balanced_class_weights, class_counts
@@ -68,6 +70,7 @@ from mammocad.train.fastpath import (
     resolve_channels_last,
     resolve_precision,
     resolve_workers,
+    uses_strided_depthwise_kernel,
 )
 from mammocad.train.module import ClassifierModule
 from mammocad.train.schedule import EXAMPLE, parse_phases
@@ -128,9 +131,9 @@ class TrainConfig:
     resume: bool = field(default=False, metadata={
         "help": "continue the run in OUT from checkpoints/last.ckpt (a new run when there is none)"})
     limit_train_batches: int | None = field(default=None, metadata={
-        "help": "train on at most this many batches per epoch (smoke runs)"})
+        "help": "train on at most this many batches per epoch (smoke runs); none: all"})
     limit_val_batches: int | None = field(default=None, metadata={
-        "help": "validate on at most this many batches (smoke runs)"})
+        "help": "validate on at most this many batches (smoke runs); none: all"})
 
     def __post_init__(self) -> None:
         get_task(self.task)
@@ -214,6 +217,31 @@ def _result(out: Path) -> TrainResult:
                        best_val_auc=float(metrics["val_auc"].max()), epochs_run=int(metrics["epoch"].max()) + 1)
 
 
+def _trainer(config: TrainConfig, out: Path, module: ClassifierModule, device: str, precision: str, *,
+             resumed: bool, callbacks: Sequence[Callback], progress: bool) -> L.Trainer:
+    """The Lightning Trainer of a run: checkpoints, seeding, early stopping, CSV + TensorBoard logs."""
+    monitor = {"monitor": "val_auc", "mode": "max"}
+    # Two checkpoint callbacks: Lightning's save_last only writes last.ckpt in epochs that improve
+    # the monitored metric, and resume needs every epoch's.
+    run_callbacks: list[Callback] = [
+        ModelCheckpoint(dirpath=out / CHECKPOINTS, filename=name, save_top_k=1, enable_version_counter=False,
+                        **(monitor if name == BEST else {}))
+        for name in (BEST, LAST)]
+    run_callbacks.append(EpochSeed(config.seed))
+    if config.early_stopping_patience:
+        run_callbacks.append(LastPhaseEarlyStopping(patience=config.early_stopping_patience, **monitor))
+    return L.Trainer(
+        accelerator=config.accelerator, devices=config.devices, num_nodes=config.num_nodes, strategy=config.strategy,
+        precision=precision, benchmark=device == "cuda", max_epochs=module.schedule.total_epochs,
+        callbacks=[*run_callbacks, *callbacks],
+        logger=[EpochCsvLogger(out / METRICS, keep_existing=resumed),
+                TensorBoardLogger(out, name="tensorboard", version="", default_hp_metric=False)],
+        use_distributed_sampler=False,  # the data module shards (see mammocad.train.data)
+        limit_train_batches=config.limit_train_batches, limit_val_batches=config.limit_val_batches,
+        log_every_n_steps=1, enable_progress_bar=progress, enable_model_summary=progress, default_root_dir=out,
+    )
+
+
 def train_classifier(config: TrainConfig, *, progress: bool = True, callbacks: Sequence[Callback] = ()) -> TrainResult:
     """Train (or resume) the run ``config`` describes; see the module docstring for the run folder.
 
@@ -241,36 +269,22 @@ def train_classifier(config: TrainConfig, *, progress: bool = True, callbacks: S
     module = ClassifierModule(model=config.model, task=config.task, input_size=input_size, phases=config.phases,
                               weights=config.weights, dropout=config.dropout, input_norm=config.input_norm,
                               weight_decay=config.weight_decay, class_weights=weights, channels_last=channels_last,
+                              fast_strided_depthwise=uses_strided_depthwise_kernel(device, precision),
                               run_config=config_dict(config))
-    _write_run_files(out, config, {
-        "precision": precision, "channels_last": channels_last, "device": device, "cpu_bf16": cpu_supports_bf16(),
-        "workers": workers,
-        "accelerator": config.accelerator, "devices": config.devices, "num_nodes": config.num_nodes,
-        "strategy": config.strategy, "input_size": input_size, "class_weights": weights,
-        "train_patches": len(data.train_set), "val_patches": len(data.val_set),
-        "resumed_from": None if resume_from is None else str(resume_from),
-        "torch": torch.__version__, "lightning": L.__version__,
-    })
-
-    monitor = {"monitor": "val_auc", "mode": "max"}
-    # Two checkpoint callbacks: Lightning's save_last only writes last.ckpt in epochs that improve
-    # the monitored metric, and resume needs every epoch's.
-    run_callbacks: list[Callback] = [
-        ModelCheckpoint(dirpath=out / CHECKPOINTS, filename=name, save_top_k=1, enable_version_counter=False,
-                        **(monitor if name == BEST else {}))
-        for name in (BEST, LAST)]
-    run_callbacks.append(EpochSeed(config.seed))
-    if config.early_stopping_patience:
-        run_callbacks.append(LastPhaseEarlyStopping(patience=config.early_stopping_patience, **monitor))
-    trainer = L.Trainer(
-        accelerator=config.accelerator, devices=config.devices, num_nodes=config.num_nodes, strategy=config.strategy,
-        precision=precision, benchmark=device == "cuda", max_epochs=module.schedule.total_epochs,
-        callbacks=[*run_callbacks, *callbacks],
-        logger=[EpochCsvLogger(out / METRICS, keep_existing=resume_from is not None),
-                TensorBoardLogger(out, name="tensorboard", version="", default_hp_metric=False)],
-        use_distributed_sampler=False,  # the data module shards (see mammocad.train.data)
-        limit_train_batches=config.limit_train_batches, limit_val_batches=config.limit_val_batches,
-        log_every_n_steps=1, enable_progress_bar=progress, enable_model_summary=progress, default_root_dir=out,
-    )
-    trainer.fit(module, datamodule=data, ckpt_path=resume_from)
+    # On the CPU a step frees and re-allocates the same activations; keeping that memory in the
+    # process saves re-mapping it every step (mammocad.train.allocator).
+    with keep_freed_memory(enabled=device == "cpu") as keeps_freed_memory:
+        _write_run_files(out, config, {
+            "precision": precision, "channels_last": channels_last, "device": device, "cpu_bf16": cpu_supports_bf16(),
+            "workers": workers, "strided_depthwise_layers": module.strided_depthwise_layers,
+            "cpu_allocator_keeps_freed_memory": keeps_freed_memory,
+            "accelerator": config.accelerator, "devices": config.devices, "num_nodes": config.num_nodes,
+            "strategy": config.strategy, "input_size": input_size, "class_weights": weights,
+            "train_patches": len(data.train_set), "val_patches": len(data.val_set),
+            "resumed_from": None if resume_from is None else str(resume_from),
+            "torch": torch.__version__, "lightning": L.__version__,
+        })
+        trainer = _trainer(config, out, module, device, precision, resumed=resume_from is not None,
+                           callbacks=callbacks, progress=progress)
+        trainer.fit(module, datamodule=data, ckpt_path=resume_from)
     return _result(out)

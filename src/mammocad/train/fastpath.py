@@ -20,6 +20,11 @@ processes only pre-empt them. On the 2-core development VM, InceptionV3 at 299 p
 real PNG patches at 0.93-0.96 of its in-memory step rate loading in-process, against 0.87 with
 2 worker processes that used just 2% of the CPU (benchmarks/RESULTS.md). With a GPU the cores
 are free for loading: ``min(8, cores per device - 1)`` workers (at least 1).
+
+Two more pieces of the CPU fast path are not options: on the CPU bf16 path the engine swaps
+strided depthwise convolutions for ``StridedDepthwiseConv2d`` (``mammocad.train.strided_depthwise``:
+oneDNN's bf16 input gradient for them is slow), and while training on the CPU it keeps freed
+memory in the process (``mammocad.train.allocator``). Both are recorded in run.json.
 """
 
 from __future__ import annotations
@@ -65,6 +70,11 @@ def resolve_channels_last(channels_last: bool | None, device: str, precision: st
     if channels_last is not None:
         return channels_last
     return device == "cuda" or (device == "cpu" and precision == "bf16-mixed")
+
+
+def uses_strided_depthwise_kernel(device: str, precision: str) -> bool:
+    """Whether a run swaps in ``StridedDepthwiseConv2d``: on the CPU bf16 path only, where it was measured."""
+    return device == "cpu" and precision == "bf16-mixed"
 
 
 def resolve_workers(workers: int | None, device: str, devices: int) -> int:

@@ -90,7 +90,8 @@ def click_options(*classes: type) -> Callable[[Callable], Callable]:
                 base, _ = _base_type(hints[f.name])
                 default = f.default if f.default is not dataclasses.MISSING else None
                 help_text = f.metadata.get("help", "")
-                help_text = f"{help_text} [default: {default.value if isinstance(default, enum.Enum) else default}]"
+                if default is not None:  # a None default is described by the help text ("none: ...")
+                    help_text = f"{help_text} [default: {default.value if isinstance(default, enum.Enum) else default}]"
                 if base is bool:
                     fn = click.option(
                         f"{flag_name(f.name)}/--no-{f.name.replace('_', '-')}", f.name, default=None, help=help_text

@@ -1,0 +1,117 @@
+"""The CPU fast path's own pieces: the strided depthwise convolution's backward and the allocator setting."""
+
+from __future__ import annotations
+
+import copy
+import platform
+import resource
+
+import pytest
+import torch
+from torch import nn
+
+from mammocad.models import build_classifier
+from mammocad.train import StridedDepthwiseConv2d, keep_freed_memory, use_fast_strided_depthwise
+
+
+def _grads(conv: nn.Module, x: torch.Tensor, grad_out_seed: int, autocast: bool = False):
+    x = x.detach().clone().requires_grad_()
+    conv.weight.grad = None
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        y = conv(x)
+    g = torch.randn(y.shape, generator=torch.Generator().manual_seed(grad_out_seed)).to(y.dtype)
+    y.backward(g)
+    return y.detach().float(), x.grad.float(), conv.weight.grad.clone()
+
+
+@pytest.mark.parametrize("rows, cols, kernel, stride", [(15, 16, 3, 2), (16, 15, 3, 2), (17, 17, 5, 2), (12, 13, 3, 3)])
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_strided_depthwise_gives_conv2d_outputs_and_gradients(rows, cols, kernel, stride, memory_format):
+    torch.manual_seed(0)
+    reference = nn.Conv2d(6, 6, kernel, stride, (kernel - 1) // 2, groups=6, bias=False).to(memory_format=memory_format)
+    fast = StridedDepthwiseConv2d.from_conv(copy.deepcopy(reference))
+    assert type(fast) is StridedDepthwiseConv2d
+    for step in range(2):  # the second step reuses the scratch buffer: its zeros must have survived
+        x = torch.randn(3, 6, rows, cols).contiguous(memory_format=memory_format)
+        expected, got = _grads(reference, x, step), _grads(fast, x, step)
+        for e, g, what in zip(expected, got, ("output", "input gradient", "weight gradient")):
+            assert g.shape == e.shape, what
+            torch.testing.assert_close(g, e, atol=1e-5, rtol=1e-5, msg=what)
+    assert fast._spread is not None and fast._spread.shape == (3, 6, rows, cols)
+
+
+def test_strided_depthwise_under_bf16_autocast_matches_within_bf16_rounding():
+    torch.manual_seed(0)
+    reference = nn.Conv2d(8, 8, 3, 2, 1, groups=8, bias=False)
+    fast = StridedDepthwiseConv2d.from_conv(copy.deepcopy(reference))
+    x = torch.randn(4, 8, 24, 24).contiguous(memory_format=torch.channels_last)
+    (y_ref, gx_ref, gw_ref), (y, gx, gw) = _grads(reference, x, 0, autocast=True), _grads(fast, x, 0, autocast=True)
+    assert gw.dtype == torch.float32  # the gradient reaches the float32 Parameter through autocast's cast
+    torch.testing.assert_close(y, y_ref, atol=0, rtol=0)  # the same oneDNN forward
+    torch.testing.assert_close(gw, gw_ref, atol=0, rtol=0)  # the same weight-gradient call
+    torch.testing.assert_close(gx, gx_ref, atol=2e-2, rtol=2e-2)  # bf16 sums in another order
+
+
+def test_use_fast_strided_depthwise_swaps_only_mobilenet_downsampling_layers():
+    torch.manual_seed(0)
+    model = build_classifier("mobilenet_v2", 2).eval()
+    before = copy.deepcopy(model.state_dict())
+    x = torch.rand(2, 1, 64, 64)
+    with torch.no_grad():
+        expected = model(x)
+    assert use_fast_strided_depthwise(model) == 4  # the 3x3 stride-2 depthwise layers of MobileNetV2
+    swapped = [m for m in model.modules() if isinstance(m, StridedDepthwiseConv2d)]
+    assert len(swapped) == 4 and all(m.stride == (2, 2) and m.groups == m.in_channels > 1 for m in swapped)
+    after = model.state_dict()
+    assert list(after) == list(before) and all(torch.equal(after[k], before[k]) for k in before)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), expected, atol=0, rtol=0)
+    assert use_fast_strided_depthwise(model) == 0  # already swapped
+    assert use_fast_strided_depthwise(build_classifier("medical_cnn", 2)) == 0  # no depthwise layers
+
+
+@pytest.mark.parametrize("conv", [
+    nn.Conv2d(4, 4, 3, 1, 1, groups=4, bias=False),  # stride 1: oneDNN is fast already
+    nn.Conv2d(4, 8, 3, 2, 1, groups=4, bias=False),  # not depthwise (channel multiplier 2)
+    nn.Conv2d(4, 4, 3, 2, 0, groups=4, bias=False),  # padding other than (k - 1) // 2
+    nn.Conv2d(4, 4, 3, 2, 1, groups=4, bias=True),
+    nn.Conv2d(4, 4, 3, 2, 1, groups=4, bias=False, padding_mode="reflect"),
+    nn.Conv2d(4, 4, 4, 2, 1, groups=4, bias=False),  # even kernel
+])
+def test_layers_the_fast_backward_does_not_compute_exactly_are_left_alone(conv):
+    model = nn.Sequential(conv)
+    assert use_fast_strided_depthwise(model) == 0 and model[0] is conv
+
+
+def _minor_faults_per_touch(elements: int, repeats: int = 3) -> float:
+    """Minor page faults per allocate-fill-free of a float32 tensor of ``elements``, in steady state
+    (after two warm-up rounds: glibc may place the first blocks after a heap change elsewhere)."""
+    for _ in range(2):
+        torch.ones(elements)
+    start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(repeats):
+        torch.ones(elements)
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - start) / repeats
+
+
+def _resident_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * resource.getpagesize()
+
+
+@pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="needs glibc's mallopt")
+def test_keep_freed_memory_stops_remapping_large_tensors_and_restores_on_exit():
+    # Sizes above any mmap threshold glibc uses, and each larger than anything freed before it, so
+    # that no free heap block left by earlier tests or steps can serve them.
+    elements = 60_000_000  # 240 MB
+    pages = elements * 4 / resource.getpagesize()
+    assert _minor_faults_per_touch(elements) > 0.5 * pages  # mapped afresh every time
+    with keep_freed_memory() as active:
+        assert active is True
+        assert _minor_faults_per_touch(elements) < 0.01 * pages  # the freed block is reused
+        resident_inside = _resident_bytes()
+    assert resident_inside - _resident_bytes() > 0.8 * elements * 4  # handed back on exit
+    assert _minor_faults_per_touch(2 * elements) > 0.5 * 2 * pages  # mmap again for what no free block fits
+    with keep_freed_memory(enabled=False) as active:
+        assert active is False
+        assert _minor_faults_per_touch(3 * elements) > 0.5 * 3 * pages
