@@ -3,11 +3,11 @@
 Why: glibc serves every allocation above its mmap threshold (at most 32 MiB) with a fresh
 ``mmap`` and returns it with ``munmap`` when freed. A training step allocates and frees the same
 activation tensors every step, so the kernel maps and zero-fills them again page by page. On the
-2-core development VM, MobileNetV2 at 224 px, batch 32, float32 took 666 000 minor page faults
-and 1.7 s of system time per step (12 images/s); with freed memory kept it took 5 000 faults
-and 21.6 images/s. Under bf16 the largest tensors (77 MB) still crossed the threshold
-(benchmarks/RESULTS.md). Launchers such as ``torch.backends.xeon.run_cpu`` reach the same end by
-preloading jemalloc or tcmalloc; this needs no extra library and no restart.
+2-core development VM a bare float32 MobileNetV2 loop (224 px, batch 32) took 0.26-1.36 million
+minor page faults per step, a few thousand with freed memory kept; under bf16 the largest
+activations (77 MB) still cross the threshold (benchmarks/RESULTS.md, bench_train.py).
+Launchers such as ``torch.backends.xeon.run_cpu`` reach the same end by preloading jemalloc or
+tcmalloc; this needs no extra library and no restart.
 
 ``keep_freed_memory()`` sets ``M_MMAP_MAX = 0`` (no mmap for allocations: all come from the
 heap) and a trim threshold of 2**31 bytes (freed heap memory is not returned to the OS) for the

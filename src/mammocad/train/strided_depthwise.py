@@ -1,15 +1,14 @@
 """A faster backward pass for strided depthwise convolutions in bf16 on the CPU.
 
 Why: oneDNN's bf16 kernel for the input gradient of a *strided* depthwise convolution is slow:
-on the 2-core development VM (AMX-bf16), MobileNetV2's 96-channel 3x3 stride-2 layer at
-112x112, batch 32, took 166 ms for the input gradient in bf16 against 39 ms in float32 and
-10 ms for a stride-1 layer of similar size; MobileNetV2's four stride-2 depthwise layers were
-about 40% of its bf16 training step. The input gradient of a stride-s convolution is the
-stride-1 correlation of the gradient, spread onto the input grid with zeros between
-(``g`` at every s-th row and column), with the kernel flipped. That stride-1 depthwise
-convolution is one of oneDNN's fast cases, so computing it that way took the layer's input
-gradient from 153 to about 45 ms, and a whole MobileNetV2 bf16 step 20% faster
-(benchmarks/RESULTS.md).
+on the 2-core development VM (AMX-bf16), forward + backward of MobileNetV2's 96-channel 3x3
+stride-2 layer at 112x112, batch 32, took 170 ms in bf16 against 36 ms in float32, and its four
+stride-2 depthwise layers about a third of the bf16 training step. The input gradient of a
+stride-s convolution is the stride-1 correlation of the gradient, spread onto the input grid
+with zeros between (``g`` at every s-th row and column), with the kernel flipped. That stride-1
+depthwise convolution is one of oneDNN's fast cases: computed that way, the four layers took
+48 instead of 329 ms, and a bare MobileNetV2 bf16 loop went from 24.7 to 33.9 images/s together
+with ``mammocad.train.allocator`` (benchmarks/RESULTS.md, bench_strided_depthwise.py).
 
 ``use_fast_strided_depthwise(model)`` swaps every eligible ``nn.Conv2d`` for a
 ``StridedDepthwiseConv2d`` holding the same parameter (state_dict keys and values unchanged).
