@@ -43,7 +43,7 @@ class ClassifierModule(L.LightningModule):
     schedule string (``mammocad.train.schedule``); ``weight_decay`` is Adam's L2 penalty;
     ``channels_last`` converts the model and its inputs to channels-last memory format;
     ``fast_strided_depthwise`` swaps strided depthwise convolutions for ``StridedDepthwiseConv2d``
-    (same parameters and results, a faster bf16 CPU backward; ``strided_depthwise_layers`` counts them);
+    (same parameters and outputs, a faster bf16 CPU backward; ``strided_depthwise_layers`` counts them);
     ``run_config`` is the run's full configuration (a flat dict), kept for provenance.
     """
 
