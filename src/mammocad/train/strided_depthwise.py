@@ -3,7 +3,7 @@
 Why: oneDNN's bf16 kernel for the input gradient of a *strided* depthwise convolution is slow:
 on the 2-core development VM (AMX-bf16), forward + backward of MobileNetV2's 96-channel 3x3
 stride-2 layer at 112x112, batch 32, took 170 ms in bf16 against 36 ms in float32, and its four
-stride-2 depthwise layers about a third of the bf16 training step. The input gradient of a
+stride-2 depthwise layers about a quarter of the bf16 training step. The input gradient of a
 stride-s convolution is the stride-1 correlation of the gradient, spread onto the input grid
 with zeros between (``g`` at every s-th row and column), with the kernel flipped. That stride-1
 depthwise convolution is one of oneDNN's fast cases: computed that way, the four layers took
