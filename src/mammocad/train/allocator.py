@@ -10,7 +10,7 @@ Launchers such as ``torch.backends.xeon.run_cpu`` reach the same end by preloadi
 tcmalloc; this needs no extra library and no restart.
 
 ``keep_freed_memory()`` sets ``M_MMAP_MAX = 0`` (no mmap for allocations: all come from the
-heap) and a trim threshold of 2**31 bytes (freed heap memory is not returned to the OS) for the
+heap) and a trim threshold of -1 (trimming off: freed heap memory is not returned to the OS) for the
 duration of the block. Cost: the process holds its peak heap (about one training step's working
 set) until the block ends. On exit it hands the free heap memory back (``malloc_trim(0)``) and
 restores mmap (``M_MMAP_MAX`` 65536, glibc's default) with a 32 MiB mmap threshold and 64 MiB
@@ -35,7 +35,7 @@ M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 M_MMAP_MAX = -4
 
-KEEP = {M_MMAP_MAX: 0, M_TRIM_THRESHOLD: 2**31}
+KEEP = {M_MMAP_MAX: 0, M_TRIM_THRESHOLD: -1}  # -1: never trim (mallopt(3))
 RESTORE = {M_MMAP_MAX: 65536, M_MMAP_THRESHOLD: 32 * 2**20, M_TRIM_THRESHOLD: 64 * 2**20}
 
 
