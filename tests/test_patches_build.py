@@ -20,7 +20,12 @@ from mammocad.patches.small_context import SmallContextConfig, resize_to_grid, t
 from mammocad.patches.stats import patch_counts
 from mammocad.patches.store import read_manifest
 from mammocad.patches.types import LesionMask
-from mammocad.preprocess.prepare import load_prepared
+from mammocad.preprocess.pipeline import original_frame
+from mammocad.data.splits import image_split
+from mammocad.preprocess.pipeline import PreprocessConfig
+from mammocad.preprocess.prepare import PrepareJob, geometry_from_row, load_prepared, resplit, run_prepare
+from mammocad.utils.errors import DataError
+from mammocad.utils.stage import check_fresh
 from mammocad.utils.imageio import read_image
 
 # Smaller grids than the defaults keep these tests fast; the rules are the same.
@@ -53,10 +58,12 @@ def seg_set(prepared_small: Path, tmp_path_factory) -> Path:
 
 
 def _grid_lesions(prepared: Path, image_id: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    table, _, _ = load_prepared(prepared)
-    image = read_image(next(im.image_path for im in table.images if im.image_id == image_id))
-    lesions = [LesionMask(a.key, "x", read_image(a.roi_mask_path)) for a in table.abnormalities
-               if a.image_id == image_id]
+    """The image and lesion masks in the small-context grid: unpadded, uncropped, resized."""
+    table, images, _ = load_prepared(prepared)
+    geometry = geometry_from_row(images.set_index("image_id").loc[image_id].to_dict())
+    image = original_frame(read_image(next(im.image_path for im in table.images if im.image_id == image_id)), geometry)
+    lesions = [LesionMask(a.key, "x", original_frame(read_image(a.roi_mask_path), geometry))
+               for a in table.abnormalities if a.image_id == image_id]
     grid_image, grid_lesions = resize_to_grid(image, lesions, SMALL)
     return grid_image, {les.key: les.mask > 0 for les in grid_lesions}
 
@@ -156,17 +163,54 @@ def test_resize512_masks_and_boxes_stay_on_the_lesions(prepared_small: Path, tmp
         assert list(row["boxes"][k]) == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
 
 
-def test_no_patient_in_two_splits_and_splits_follow_the_scheme(small_set: Path, prepared_small: Path, tmp_path):
+def test_patches_take_the_prepared_split_and_follow_an_explicit_resplit(small_set: Path, prepared_small: Path,
+                                                                        tmp_path: Path):
     manifest = read_manifest(small_set)
     assert manifest.groupby("patient_id")["split"].nunique().max() == 1
-    _build(prepared_small, tmp_path / "tfds", "large", split_scheme="tfds")
-    tfds = read_manifest(tmp_path / "tfds")
-    assert tfds.groupby("patient_id")["split"].nunique().max() == 1
-    from mammocad.data.splits import image_split
+    _, images, _ = load_prepared(prepared_small)
+    recorded = dict(zip(images["image_id"], images["split"]))
+    assert dict(zip(manifest["image_id"], manifest["split"])) == {i: recorded[i] for i in manifest["image_id"]}
 
-    table, _, _ = load_prepared(prepared_small)
+    prepared = tmp_path / "prepared"
+    shutil.copytree(prepared_small, prepared)
+    first = _build(prepared, tmp_path / "large", "large")
+    resplit(prepared, "tfds")
+    with pytest.raises(DataError, match="out of date"):
+        check_fresh(tmp_path / "large", "patches", "mammocad patches")
+    again = _build(prepared, tmp_path / "large", "large")
+    assert again.written == 0 and again.skipped == first.written  # a new split rewrites the manifest only
+    table, _, _ = load_prepared(prepared)
+    tfds = read_manifest(tmp_path / "large")
     assert dict(zip(tfds["image_id"], tfds["split"])) == {
         k: v for k, v in image_split(table, "tfds").items() if k in set(tfds["image_id"])}
+    check_fresh(tmp_path / "large", "patches", "mammocad patches")
+
+
+def test_re_preparing_with_another_size_redoes_the_patches(synth_small: Path, tmp_path: Path):
+    """The reproduced bug: prepare again with --size, then patches kept windows of the old size."""
+    prepared = tmp_path / "prepared"
+    run_prepare(PrepareJob(source=synth_small, out=prepared, workers=1, figures=0, limit=2), PreprocessConfig(),
+                progress=False)
+    first = _build(prepared, tmp_path / "large", "large")
+    run_prepare(PrepareJob(source=synth_small, out=prepared, workers=1, figures=0, limit=2),
+                PreprocessConfig(size=128), progress=False)
+    with pytest.raises(DataError, match="out of date"):
+        check_fresh(tmp_path / "large", "patches", "mammocad patches")
+    again = _build(prepared, tmp_path / "large", "large")
+    assert (again.written, again.skipped) == (first.written, 0)
+    for row in read_manifest(tmp_path / "large").itertuples():  # every window lies in the new 128 px images
+        assert row.row + row.height <= 128 and row.col + row.width <= 128
+    assert check_fresh(tmp_path / "large", "patches", "mammocad patches")
+
+
+def test_bad_prepared_or_out_folder_is_one_clear_error(prepared_small: Path, tmp_path: Path):
+    with pytest.raises(DataError, match="prepared folder|mammocad prepare"):
+        _build(tmp_path / "missing", tmp_path / "out", "large")
+    target = tmp_path / "file"
+    target.write_text("x")
+    with pytest.raises(DataError, match="existing file"):
+        _build(prepared_small, target, "large")
+    assert not (tmp_path / "out").exists()
 
 
 def _files(root: Path) -> dict[str, bytes]:

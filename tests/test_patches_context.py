@@ -10,7 +10,6 @@ from mammocad.patches.large_context import (
     LargeContextConfig,
     large_context_patches,
     large_context_window,
-    nonzero_bbox,
 )
 from mammocad.patches.small_context import (
     SmallContextConfig,
@@ -26,6 +25,7 @@ from mammocad.patches.small_context import (
 from mammocad.patches.types import LesionMask, PatchLabel
 from mammocad.preprocess.steps import resize_square
 from mammocad.utils.errors import DataError
+from mammocad.utils.geometry import mask_box
 from mammocad.utils.imageio import read_image
 
 SHAPE = (2000, 1500)  # rows, cols: not a multiple of the 1152x896 grid, so resizing is real
@@ -250,8 +250,8 @@ def test_tiny_lesion_gets_min_side():
 
 
 def test_nonzero_bbox_spans_every_component():
-    assert nonzero_bbox(_mask((100, 100), (10, 20, 15, 25), (50, 5, 60, 8))) == (10, 5, 60, 25)
-    assert nonzero_bbox(np.zeros((10, 10), np.uint8)) is None
+    assert mask_box(_mask((100, 100), (10, 20, 15, 25), (50, 5, 60, 8))) == (10, 5, 60, 25)
+    assert mask_box(np.zeros((10, 10), np.uint8)) is None
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
@@ -265,7 +265,7 @@ def test_large_context_patches(dtype, output_size):
     for p, lesion in zip(patches, lesions):
         assert p.pixels.shape == (output_size, output_size) and p.pixels.dtype == dtype
         window = (p.row, p.col, p.row + p.height, p.col + p.width)
-        assert window == large_context_window(nonzero_bbox(lesion.mask), image.shape)
+        assert window == large_context_window(mask_box(lesion.mask), image.shape)
     centre = output_size // 2
     assert patches[0].pixels[centre, centre] == top
 
@@ -281,3 +281,26 @@ def test_resize_square_with_one_axis_shrinking_and_one_growing():
     resized = resize_square(pixels, 224)
     assert resized.shape == (224, 224) and resized.dtype == np.uint16
     assert (resized == 1234).all()
+
+
+def _breast_columns(grid: np.ndarray, threshold: float) -> int:
+    """Columns that are breast in most of the middle rows (away from border strips and labels)."""
+    band = grid[int(0.3 * grid.shape[0]):int(0.7 * grid.shape[0])]
+    columns = np.flatnonzero((band > threshold).mean(axis=0) > 0.5)
+    return int(columns.max() - columns.min() + 1)
+
+
+@pytest.mark.parametrize("name", ["Mass-Test_P_00016_LEFT_CC_FULL.png", "Mass-Test_P_00116_RIGHT_MLO_FULL.png"])
+def test_small_context_grid_has_the_tfds_scale_on_real_mammograms(cbis_samples, name: str):
+    """The builder resized the original mammogram to 1152x896: the breast spans as many grid
+    columns in our grid (cut from the prepared, padded image) as in that independent resize."""
+    from mammocad.preprocess.pipeline import PreprocessConfig, original_frame, preprocess
+
+    original = read_image(cbis_samples / "full-png" / name)
+    builder_grid = cv2.resize(original, (896, 1152))
+    prepared = preprocess(original, [], PreprocessConfig())
+    assert prepared.image.shape[0] == prepared.image.shape[1]  # padded to a square
+    grid, _ = resize_to_grid(original_frame(prepared.image, prepared.geometry), [])
+    expected = _breast_columns(builder_grid, 0.1 * original.max())
+    assert expected > 400  # about half the grid's 896 columns
+    assert abs(_breast_columns(grid, 0) - expected) <= 6

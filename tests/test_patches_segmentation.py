@@ -16,11 +16,11 @@ from mammocad.patches.segmentation import (
     resize_with_instances,
     sample_tiles,
     tile_positions,
-    xy_box,
 )
 from mammocad.patches.types import LesionMask
 from mammocad.utils.config import click_options
 from mammocad.utils.errors import DataError
+from mammocad.utils.geometry import mask_box
 
 SHAPE = (600, 600)  # rows, cols: not a multiple of the stride, so the flush last tile is exercised
 CONFIG = TileConfig()
@@ -219,7 +219,7 @@ def test_resize_keeps_masks_on_their_lesions():
     assert np.allclose((x0, y0, x1, y1), expected, atol=1)
     for mask, box in zip(patch.masks, patch.boxes):
         assert set(np.unique(mask)) == {0, 255}
-        assert box == xy_box(mask)
+        assert box == mask_box(mask).xyxy()
         rows, cols = np.nonzero(mask)
         assert box == (cols.min(), rows.min(), cols.max() + 1, rows.max() + 1)  # tight
 

@@ -11,9 +11,18 @@ import pandas as pd
 import pytest
 
 from mammocad.data.registry import load_dataset
-from mammocad.data.splits import image_split
-from mammocad.preprocess.pipeline import Geometry, PreprocessConfig
-from mammocad.preprocess.prepare import PrepareJob, load_prepared, prepare_table, run_prepare
+from mammocad.data.splits import SPLITS_FILE, image_split, read_split_file
+from mammocad.preprocess.pipeline import PreprocessConfig
+from mammocad.preprocess.prepare import (
+    PrepareJob,
+    geometry_from_row,
+    load_prepared,
+    prepare_table,
+    resplit,
+    run_prepare,
+)
+from mammocad.utils.errors import DataError
+from mammocad.utils.stage import read_stage
 from mammocad.utils.imageio import read_image, write_png
 
 
@@ -24,14 +33,6 @@ def _job(source: Path, out: Path, **kw) -> PrepareJob:
 @pytest.fixture
 def prepared(prepared_small: Path) -> Path:
     return prepared_small
-
-
-def _geometry(row: pd.Series) -> Geometry:
-    return Geometry(
-        input_shape=(row.input_rows, row.input_cols), crop_top=row.crop_top, crop_left=row.crop_left,
-        cropped_shape=(row.cropped_rows, row.cropped_cols), flipped=bool(row.flipped),
-        padded_shape=(row.padded_rows, row.padded_cols), output_shape=(row.rows, row.cols),
-    )
 
 
 def _centroid(mask: np.ndarray) -> np.ndarray:
@@ -68,7 +69,7 @@ def test_prepared_masks_stay_on_their_lesions(prepared: Path):
     for row in abnormalities.itertuples():
         original = read_image(row.roi_mask_path)
         mask = read_image(prepared / row.prepared_mask)
-        geometry = _geometry(by_image.loc[row.image_id])
+        geometry = geometry_from_row(by_image.loc[row.image_id].to_dict())
         expected = np.array(geometry.to_output(*_centroid(original)))
         assert np.abs(_centroid(mask) - expected).max() < 1.0, row.key
         # bounding box columns in the manifest describe the written mask
@@ -103,9 +104,8 @@ def test_rerun_skips_finished_images_and_a_new_setting_redoes_them(synth_small: 
     assert read_image(victim).shape == (128, 128)
 
 
-def _table_and_splits(source: Path):
-    table = load_dataset(source, "cbis-ddsm", progress=False)
-    return table, image_split(table, "official", seed=0)
+def _table(source: Path):
+    return load_dataset(source, "cbis-ddsm", progress=False)
 
 
 def _break(table, image_id: str, **changes):
@@ -119,7 +119,7 @@ def _break(table, image_id: str, **changes):
 
 @pytest.mark.parametrize("case", ["missing image", "corrupt dicom", "mask size mismatch", "empty mask"])
 def test_bad_input_is_one_line_and_the_rest_is_finished(synth_small: Path, tmp_path: Path, case: str):
-    table, split_of = _table_and_splits(synth_small)
+    table = _table(synth_small)
     victim = next(a.image_id for a in table.abnormalities if a.roi_mask_path)
     bad_file = tmp_path / "bad.dcm"
     if case == "missing image":
@@ -135,7 +135,7 @@ def test_bad_input_is_one_line_and_the_rest_is_finished(synth_small: Path, tmp_p
         write_png(bad_file, np.zeros(shape, np.uint8) + (255 if case == "mask size mismatch" else 0))
         broken = _break(table, victim, abnormality={"roi_mask_path": str(bad_file)})
     out = tmp_path / "out"
-    summary = prepare_table(broken, split_of, _job(synth_small, out, figures=0), PreprocessConfig(), progress=False)
+    summary = prepare_table(broken, _job(synth_small, out, figures=0), PreprocessConfig(), progress=False)
 
     assert [f.item for f in summary.failures] == [victim]
     failure = summary.failures[0]
@@ -147,7 +147,7 @@ def test_bad_input_is_one_line_and_the_rest_is_finished(synth_small: Path, tmp_p
     assert len(pd.read_csv(out / "images.csv")) == len(table.images) - 1
     assert list(pd.read_csv(out / "failures.csv")["item"]) == [victim]
     # once the input is fixed, a re-run prepares just that image
-    fixed = prepare_table(table, split_of, _job(synth_small, out, figures=0), PreprocessConfig(), progress=False)
+    fixed = prepare_table(table, _job(synth_small, out, figures=0), PreprocessConfig(), progress=False)
     assert (fixed.prepared, fixed.skipped, fixed.failures) == (1, len(table.images) - 1, [])
 
 
@@ -161,3 +161,75 @@ def test_corrupt_dicom_in_the_dataset_folder_is_reported_by_run_prepare(synth_sm
     problems = [str(f) for f in summary.failures]
     assert len(problems) == 1 and str(victim.image_path) in problems[0], problems
     assert summary.prepared == len(table.images) - 1
+
+
+def test_every_image_failing_leaves_no_folder_and_reports_each(synth_small: Path, tmp_path: Path):
+    """CSVs present but no image readable: every image is a failure, nothing half-written is left."""
+    table = _table(synth_small)
+    gone = type(table)([dataclasses.replace(im, image_path=str(tmp_path / f"{im.image_id}.dcm")) for im in table.images],
+                       table.abnormalities)
+    out = tmp_path / "out"
+    summary = prepare_table(gone, _job(synth_small, out, figures=0), PreprocessConfig(), progress=False)
+    assert (summary.prepared, summary.skipped) == (0, 0)
+    assert sorted(f.item for f in summary.failures) == sorted(im.image_id for im in table.images)
+    assert not out.exists()
+
+
+def test_out_that_is_a_file_is_refused_before_any_work(synth_small: Path, tmp_path: Path):
+    target = tmp_path / "file.txt"
+    target.write_text("keep me")
+    with pytest.raises(DataError, match="existing file"):
+        run_prepare(_job(synth_small, target), PreprocessConfig(), progress=False)
+    assert target.read_text() == "keep me"
+
+
+def test_missing_source_is_one_clear_error(tmp_path: Path):
+    with pytest.raises(DataError, match="not a folder"):
+        run_prepare(_job(tmp_path / "nowhere", tmp_path / "out"), PreprocessConfig(), progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_split_is_decided_once_and_changed_only_explicitly(synth_small: Path, tmp_path: Path):
+    out = tmp_path / "out"
+    run_prepare(_job(synth_small, out, limit=4, figures=0, split_scheme="tfds"), PreprocessConfig(), progress=False)
+    saved = read_split_file(out)
+    assert saved["scheme"] == "tfds"
+    # a later run without --split-scheme keeps it; asking for another one is refused, nothing changes
+    run_prepare(_job(synth_small, out, limit=4, figures=0), PreprocessConfig(), progress=False)
+    assert read_split_file(out) == saved
+    before = (out / "images.csv").read_bytes()
+    with pytest.raises(DataError, match="mammocad split"):
+        run_prepare(_job(synth_small, out, limit=4, figures=0, split_scheme="official"), PreprocessConfig(),
+                    progress=False)
+    assert (out / "images.csv").read_bytes() == before
+    # the explicit re-split rewrites splits.json, the manifests' split columns and the fingerprint
+    fingerprint = read_stage(out)["fingerprint"]
+    resplit(out, "official", seed=3)
+    assert read_split_file(out)["scheme"] == "official" and read_split_file(out)["seed"] == 3
+    table, images, _ = load_prepared(out)
+    assert dict(zip(images["image_id"], images["split"])) == image_split(table, "official", seed=3)
+    assert read_stage(out)["fingerprint"] != fingerprint
+    assert (out / SPLITS_FILE).is_file()
+
+
+def test_stage_records_its_lineage_and_changes_with_settings(synth_small: Path, tmp_path: Path):
+    out = tmp_path / "out"
+    run_prepare(_job(synth_small, out, limit=2, figures=0), PreprocessConfig(), progress=False)
+    first = read_stage(out)
+    assert first["stage"] == "prepare" and first["upstream"]["path"] == str(synth_small.resolve())
+    run_prepare(_job(synth_small, out, limit=2, figures=0), PreprocessConfig(), progress=False)
+    assert read_stage(out)["fingerprint"] == first["fingerprint"]  # nothing changed
+    run_prepare(_job(synth_small, out, limit=2, figures=0), PreprocessConfig(size=128), progress=False)
+    assert read_stage(out)["fingerprint"] != first["fingerprint"]
+
+
+def test_an_edited_input_file_redoes_just_that_image(synth_small: Path, tmp_path: Path):
+    source = tmp_path / "synth"
+    shutil.copytree(synth_small, source)
+    job = _job(source, tmp_path / "out", limit=3, figures=0)
+    run_prepare(job, PreprocessConfig(), progress=False)
+    table = load_dataset(source, "cbis-ddsm", progress=False)
+    victim = Path(table.images[0].image_path)
+    victim.write_bytes(victim.read_bytes())  # same bytes, new modification time: treated as changed
+    again = run_prepare(job, PreprocessConfig(), progress=False)
+    assert (again.prepared, again.skipped) == (1, 2)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import platform
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -380,6 +381,29 @@ def _patch_set_without(patch_set: Path, dest: Path, drop) -> Path:
     frame = pd.read_csv(patch_set / MANIFEST, keep_default_na=False)
     frame[~drop(frame)].to_csv(dest / MANIFEST, index=False)
     return dest
+
+
+def test_stale_or_changed_patch_sets_are_refused(patch_set: Path, tmp_path: Path):
+    """A patch set older than its prepared folder is refused; so is resuming on a changed patch set."""
+    data = tmp_path / "large"
+    shutil.copytree(patch_set, data)
+    fake_prepared = tmp_path / "prepared"
+    fake_prepared.mkdir()
+    (fake_prepared / "stage.json").write_text(json.dumps({"stage": "prepare", "fingerprint": "rebuilt"}))
+    stage = json.loads((data / "stage.json").read_text())
+    (data / "stage.json").write_text(json.dumps({**stage, "upstream": {"path": str(fake_prepared),
+                                                                       "fingerprint": "original"}}))
+    with pytest.raises(DataError, match="out of date"):
+        train_classifier(_config(data, tmp_path / "stale"), progress=False)
+    (data / "stage.json").write_text(json.dumps(stage))
+
+    train_classifier(_config(data, tmp_path / "run", phases="all:2:1e-3", limit_train_batches=1,
+                             limit_val_batches=1), progress=False)
+    (tmp_path / "run" / "checkpoints" / "best.ckpt").unlink()
+    manifest = pd.read_csv(data / MANIFEST, keep_default_na=False)
+    manifest.iloc[:-5].to_csv(data / MANIFEST, index=False)
+    with pytest.raises(DataError, match="patch set changed"):
+        train_classifier(_config(data, tmp_path / "run", phases="all:2:1e-3", resume=True), progress=False)
 
 
 def test_data_errors_name_the_patch_set(patch_set: Path, tmp_path: Path):

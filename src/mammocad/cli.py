@@ -42,12 +42,30 @@ def _configs(classes: tuple[type, ...], config_file: Path | None, flags: dict) -
         raise click.UsageError(str(err)) from None
 
 
-def _report_failures(failures: list[Failure]) -> None:
+EXIT_ITEMS_FAILED = 1  # a batch command finished the rest, but some items failed (listed, and in failures.csv)
+# Click's own codes: 2 for a usage error or refused input (nothing done); mammocad uses 130 for Ctrl-C.
+
+
+def _report_failures(failures: list[Failure], warnings: list[Failure] = ()) -> None:
+    if warnings:
+        click.secho(f"{len(warnings)} warning(s) (also in warnings.csv):", fg="yellow", err=True)
+        for w in warnings:
+            click.echo(f"  - {w}", err=True)
     if not failures:
         return
     click.secho(f"{len(failures)} item(s) failed and were skipped:", fg="yellow", err=True)
     for f in failures:
         click.echo(f"  - {f}", err=True)
+
+
+def _finish_batch(summary_line: str, done: int, failures: list[Failure], warnings: list[Failure] = ()) -> None:
+    """Print a batch command's summary and report; exit 1 when any item failed (the rest is written)."""
+    click.echo(summary_line)
+    _report_failures(failures, warnings)
+    if done == 0 and failures:
+        click.secho("nothing was written: every item failed (see the list above)", fg="red", err=True)
+    if failures:
+        sys.exit(EXIT_ITEMS_FAILED)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -114,8 +132,6 @@ def stats(source: Path, dataset: str, split_scheme: str, seed: int) -> None:
     from mammocad.data.registry import load_dataset
     from mammocad.data.splits import image_split
     from mammocad.data.stats import split_statistics
-    from mammocad.preprocess.prepare import load_prepared
-
     from mammocad.patches.stats import patch_counts
     from mammocad.patches.store import MANIFEST, read_manifest
 
@@ -126,15 +142,23 @@ def stats(source: Path, dataset: str, split_scheme: str, seed: int) -> None:
         click.echo(patch_counts(manifest).to_string())
         return
     if (source / "images.csv").is_file():
-        table, images, _ = load_prepared(source)
-        split_of = dict(zip(images["image_id"], images["split"]))
-        where = f"prepared folder {source}"
-    else:
-        table = load_dataset(source, dataset, resolve_files=False, progress=False)
-        split_of = image_split(table, split_scheme, seed=seed)
-        where = f"{source} ({split_scheme} split)"
-    click.echo(f"Table 9 for {where}:")
-    click.echo(split_statistics(table, split_of).to_string(index=False))
+        click.echo(_prepared_table9(source))
+        return
+    table = load_dataset(source, dataset, resolve_files=False, progress=False)
+    click.echo(f"Table 9 for {source} ({split_scheme} split):")
+    click.echo(split_statistics(table, image_split(table, split_scheme, seed=seed)).to_string(index=False))
+
+
+def _prepared_table9(prepared: Path) -> str:
+    """Table 9 of a prepared folder, for the split recorded in it (the one patches and training use)."""
+    from mammocad.data.splits import read_split_file
+    from mammocad.data.stats import split_statistics
+    from mammocad.preprocess.prepare import load_prepared
+
+    table, images, _ = load_prepared(prepared)
+    split = read_split_file(prepared) or {"scheme": "?", "seed": "?"}
+    table9 = split_statistics(table, dict(zip(images["image_id"], images["split"]))).to_string(index=False)
+    return f"Table 9 for prepared folder {prepared} ({split['scheme']} split, seed {split['seed']}):\n{table9}"
 
 
 # ---- prepare ------------------------------------------------------------------------------
@@ -164,9 +188,31 @@ def prepare(config_file: Path | None, **flags) -> None:
     job, config = _configs(_prepare_classes(), config_file, flags)
     started = time.perf_counter()
     summary = run_prepare(job, config)
-    click.echo(f"prepared {summary.prepared}, already done {summary.skipped}, failed {len(summary.failures)} "
-               f"in {time.perf_counter() - started:.1f}s -> {summary.out}")
-    _report_failures(summary.failures)
+    if summary.new_patients:
+        click.echo(f"{summary.new_patients} new patient(s) added to the recorded split ({summary.out}/splits.json)")
+    _finish_batch(f"prepared {summary.prepared}, already done {summary.skipped}, failed {len(summary.failures)} "
+                  f"in {time.perf_counter() - started:.1f}s -> {summary.out}",
+                  summary.prepared + summary.skipped, summary.failures, summary.warnings)
+
+
+@app.command()
+@click.argument("prepared", type=click.Path(path_type=Path))
+@click.option("--split-scheme", type=click.Choice(["official", "tfds"]), required=True, help="patient-level split")
+@click.option("--seed", default=0, show_default=True, help="seed of the official scheme's train/val cut")
+@_clean_errors
+def split(prepared: Path, split_scheme: str, seed: int) -> None:
+    """Re-decide the patient-level split of a prepared folder (the explicit way to change it).
+
+    `prepare` decides the split once (PREPARED/splits.json); this rewrites it and the split
+    columns of the manifests. Patch sets built from PREPARED are then out of date: re-run
+    `mammocad patches` on them (only their manifests change, tile sampling excepted).
+    Example: mammocad split data/prepared --split-scheme tfds
+    """
+    from mammocad.preprocess.prepare import resplit
+
+    counts = resplit(prepared, split_scheme, seed)
+    click.echo(f"{prepared}: split {split_scheme} (seed {seed}), patients " +
+               ", ".join(f"{name} {counts.get(name, 0)}" for name in ("train", "val", "test")))
 
 
 # ---- patches ------------------------------------------------------------------------------
@@ -209,10 +255,10 @@ def patches(config_file: Path | None, **flags) -> None:
     job, config = _configs(classes, config_file, {k: v for k, v in flags.items() if k in own})
     started = time.perf_counter()
     summary = build_patches(job, config)
-    click.echo(f"{summary.patches} {kind.value} patches ({summary.written} images extracted, "
-               f"{summary.skipped} already done, {len(summary.failures)} failed) "
-               f"in {time.perf_counter() - started:.1f}s -> {summary.out}")
-    _report_failures(summary.failures)
+    _finish_batch(f"{summary.patches} {kind.value} patches ({summary.written} images extracted, "
+                  f"{summary.skipped} already done, {len(summary.failures)} failed) "
+                  f"in {time.perf_counter() - started:.1f}s -> {summary.out}",
+                  summary.written + summary.skipped, summary.failures, summary.warnings)
 
 
 # ---- classifiers --------------------------------------------------------------------------
@@ -317,16 +363,13 @@ def evaluate_classifier_command(checkpoint: Path, data: Path, split: str, val_sp
 def demo(out: Path, patients: int, workers: int, seed: int) -> None:
     """Run every stage end to end on a small synthetic CBIS-DDSM (CPU, a few minutes).
 
-    Generates the data, prints Table 9, prepares full images and masks, extracts every
-    patch kind and prints Tables 11/12, trains a small benign-vs-malignant classifier on
+    Generates the data, prepares full images and masks, prints Table 9 for the split every
+    later step uses, extracts every patch kind and prints Tables 11/12, trains a small benign-vs-malignant classifier on
     the large-context patches and evaluates it on the test split. Re-running reuses the
     data and patches (a new classifier run replaces the old one).
     """
     import shutil
 
-    from mammocad.data.registry import load_dataset
-    from mammocad.data.splits import image_split
-    from mammocad.data.stats import split_statistics
     from mammocad.data.synthetic import SynthConfig, generate_cbis_ddsm
     from mammocad.evaluate.classifier import evaluate_classifier
     from mammocad.patches.build import PatchJob, PatchKind, build_patches, kind_config_class
@@ -341,20 +384,17 @@ def demo(out: Path, patients: int, workers: int, seed: int) -> None:
     click.echo(f"[1/5] synthetic CBIS-DDSM ({patients} patients) -> {synth_dir}")
     if not (synth_dir / "csv").is_dir():
         generate_cbis_ddsm(synth_dir, SynthConfig(patients=patients, seed=seed, workers=workers))
-    table = load_dataset(synth_dir, "cbis-ddsm", resolve_files=False, progress=False)
-    click.echo("[2/5] Table 9 (tfds split):")
-    click.echo(split_statistics(table, image_split(table, "tfds")).to_string(index=False))
-    click.echo(f"[3/5] preprocessing -> {prepared_dir}")
-    summary = run_prepare(PrepareJob(source=synth_dir, out=prepared_dir, workers=workers, seed=seed),
-                          PreprocessConfig())
+    click.echo(f"[2/5] preprocessing -> {prepared_dir}")
+    summary = run_prepare(PrepareJob(source=synth_dir, out=prepared_dir, workers=workers), PreprocessConfig())
     failures = list(summary.failures)
-    click.echo(f"[4/5] patch sets -> {patches_dir}/{{small,large,seg,resize512}}")
+    click.echo(_prepared_table9(prepared_dir))
+    click.echo(f"[3/5] patch sets -> {patches_dir}/{{small,large,seg,resize512}}")
     for kind in PatchKind:
         job = PatchJob(prepared=prepared_dir, out=patches_dir / kind.value, kind=kind, workers=workers, seed=seed)
         failures += build_patches(job, kind_config_class(kind)()).failures
     click.echo("Table 11/12 (small-context patches per class and split):")
     click.echo(patch_counts(read_manifest(patches_dir / "small")).to_string())
-    click.echo(f"[5/5] benign vs malignant classifier on large-context patches -> {run_dir}")
+    click.echo(f"[4/5] benign vs malignant classifier on large-context patches -> {run_dir}")
     # A small CNN from scratch at 64 px: minutes on a CPU, no download. The paper's set-up is
     # `mammocad train-classifier --model mobilenet_v2 --weights imagenet` (see the README).
     shutil.rmtree(run_dir, ignore_errors=True)
@@ -363,6 +403,7 @@ def demo(out: Path, patients: int, workers: int, seed: int) -> None:
                          seed=seed, out=run_dir)
     result = train_classifier(config, progress=False)
     evaluation = evaluate_classifier(result.best_checkpoint, config.data, run_dir / "evaluation")
+    click.echo("[5/5] evaluation on the test split:")
     _print_evaluation(evaluation, run_dir / "evaluation")
     _report_failures(failures)
     click.echo("\nOutputs:")

@@ -7,6 +7,7 @@ import numpy as np
 
 from mammocad.data.records import AbnormalityRecord
 from mammocad.utils.errors import DataError
+from mammocad.utils.geometry import binary_mask
 from mammocad.utils.imageio import read_image
 
 
@@ -29,7 +30,7 @@ def load_roi_mask(abnormality: AbnormalityRecord, image_shape: tuple[int, int]) 
                 abnormality.roi_mask_path,
                 f"ROI mask {pixels.shape[0]}x{pixels.shape[1]} does not match its image {rows}x{cols} (rows x cols)",
             )
-        mask = np.where(pixels > 0, 255, 0).astype(np.uint8)
+        mask = binary_mask(pixels)
         source = abnormality.roi_mask_path
     elif abnormality.roi_circle is not None:
         c = abnormality.roi_circle

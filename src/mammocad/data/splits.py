@@ -14,10 +14,15 @@
 from __future__ import annotations
 
 import enum
+import json
+from pathlib import Path
+
 import numpy as np
 from sklearn.model_selection import train_test_split
 
 from mammocad.data.records import RecordTable
+from mammocad.utils.atomic import write_json
+from mammocad.utils.errors import DataError
 
 SPLITS = ("train", "val", "test")
 TFDS_SEED = 0x12345
@@ -89,3 +94,61 @@ def image_split(table: RecordTable, scheme: SplitScheme | str, *, seed: int = 0)
 def restrict(table: RecordTable, split_of_image: dict[str, str], split: str) -> RecordTable:
     """The part of ``table`` whose images are in ``split``."""
     return table.subset(i for i, s in split_of_image.items() if s == split)
+
+
+SPLITS_FILE = "splits.json"
+
+
+def read_split_file(folder: str | Path) -> dict | None:
+    """``folder/splits.json`` as written by :func:`decide_split` (None when absent)."""
+    path = Path(folder) / SPLITS_FILE
+    if not path.is_file():
+        return None
+    try:
+        saved = json.loads(path.read_text())
+        SplitScheme(saved["scheme"]), int(saved["seed"]), dict(saved["patients"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise DataError(path, f"not a valid split file ({err}); delete it to decide the split anew") from None
+    return saved
+
+
+def decide_split(folder: str | Path, table: RecordTable, scheme: SplitScheme | str | None, seed: int | None, *,
+                 resplit: bool = False) -> tuple[dict, list[str]]:
+    """The split of ``folder``, decided once: (the splits.json content, patients newly assigned).
+
+    The first run decides it (``scheme``/``seed``, default ``official``/0) and records every
+    patient's split in ``folder/splits.json`` (like nnU-Net's ``splits_final.json``); later runs
+    keep it. Asking a later run for another scheme or seed is refused with a message naming the
+    explicit re-split (``resplit=True``, the ``mammocad split`` command). Patients not yet in the
+    file (a dataset that grew) get the recorded scheme's assignment; recorded patients never move.
+    The file is not written here: :func:`write_split_file` does it once the stage succeeds.
+    """
+    saved = None if resplit else read_split_file(folder)
+    if saved is not None:
+        asked = (None if scheme is None else SplitScheme(scheme).value, seed)
+        recorded = (saved["scheme"], saved["seed"])
+        if (asked[0] is not None and asked[0] != recorded[0]) or (asked[1] is not None and asked[1] != recorded[1]):
+            raise DataError(Path(folder) / SPLITS_FILE,
+                            f"the split is already decided (scheme {recorded[0]}, seed {recorded[1]}); this run asks "
+                            f"for scheme {asked[0] or recorded[0]}, seed {recorded[1] if asked[1] is None else asked[1]}. "
+                            f"Leave --split-scheme/--seed out to keep it, or re-split explicitly: "
+                            f"mammocad split {folder} --split-scheme {asked[0] or recorded[0]} --seed "
+                            f"{recorded[1] if asked[1] is None else asked[1]}")
+        patients = dict(saved["patients"])
+        missing = [p for p in table.patients() if p not in patients]
+        if missing:
+            fresh = patient_split(table, saved["scheme"], seed=saved["seed"])
+            patients.update({p: fresh[p] for p in missing})
+        return {"scheme": saved["scheme"], "seed": saved["seed"], "patients": patients}, missing
+    scheme = SplitScheme(scheme or SplitScheme.OFFICIAL)
+    seed = 0 if seed is None else seed
+    return {"scheme": scheme.value, "seed": seed, "patients": patient_split(table, scheme, seed=seed)}, []
+
+
+def write_split_file(folder: str | Path, split: dict) -> None:
+    write_json(Path(folder) / SPLITS_FILE, {**split, "patients": dict(sorted(split["patients"].items()))})
+
+
+def images_split(table: RecordTable, split: dict) -> dict[str, str]:
+    """image id -> split under a decided split (see :func:`decide_split`)."""
+    return {im.image_id: split["patients"][im.patient_id] for im in table.images}

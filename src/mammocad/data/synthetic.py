@@ -56,7 +56,9 @@ from mammocad.data.cbis_ddsm_schema import (
 )
 from mammocad.utils.atomic import atomic_path, write_csv, write_json
 from mammocad.utils.errors import DataError
+from mammocad.utils.geometry import mask_box
 from mammocad.utils.parallel import map_items
+from mammocad.utils.seeding import generator
 
 UID_PREFIX = "1.3.6.1.4.1.9590.100.1.2."  # every CBIS-DDSM UID starts with this
 NBIA_ROOT = "CBIS-DDSM"  # top folder of an NBIA Data Retriever download
@@ -288,7 +290,7 @@ class ImagePlan:
 
 def plan_dataset(config: SynthConfig) -> list[ImagePlan]:
     """Every image of the dataset in CSV order (patient, breast, CC before MLO)."""
-    rng = _stream(config.seed, _PLAN_STREAM)
+    rng = generator(config.seed, _PLAN_STREAM)
     numbers = np.cumsum(rng.integers(1, 4, size=config.patients))  # real ids have gaps
     test = set(rng.choice(config.patients, size=_n_test(config), replace=False).tolist())
     plans: list[ImagePlan] = []
@@ -388,10 +390,6 @@ def _study_date(rng: np.random.Generator) -> str:
 def _uid(seed: int, *parts: object) -> str:
     """A CBIS-DDSM-style UID that depends only on ``seed`` and ``parts`` (hash, not clock)."""
     return generate_uid(prefix=UID_PREFIX, entropy_srcs=["mammocad-synth", str(seed), *map(str, parts)])
-
-
-def _stream(seed: int, *key: int) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
 
 
 def _draw(rng: np.random.Generator, probabilities: dict):
@@ -869,7 +867,7 @@ def place_lesions(rng: np.random.Generator, lesions: Sequence[Lesion], breast: B
 # ---- one mammogram ------------------------------------------------------------------------------
 def render_mammogram(plan: ImagePlan, seed: int, shape: tuple[int, int]) -> tuple[np.ndarray, list[PlacedLesion]]:
     """The full 16-bit image (rows, cols) and its lesions in image coordinates, from ``(seed, plan.index)``."""
-    rng = _stream(seed, _IMAGE_STREAM, plan.index)
+    rng = generator(seed, _IMAGE_STREAM, plan.index)
     breast = draw_breast_outline(rng, shape, plan.view)
     tissue = draw_tissue(rng, breast, plan.density)
     draw_vessels(rng, tissue, breast)
@@ -897,9 +895,9 @@ def roi_mask(placed: PlacedLesion, shape: tuple[int, int]) -> np.ndarray:
 
 def crop_lesion(image: np.ndarray, placed: PlacedLesion) -> np.ndarray:
     """The ROI's bounding box plus a 15% (at least 2 px) margin, cut from ``image``."""
-    rows_in, cols_in = np.nonzero(placed.patch.roi)
-    top, bottom = placed.top + rows_in.min(), placed.top + rows_in.max() + 1
-    left, right = placed.left + cols_in.min(), placed.left + cols_in.max() + 1
+    box = mask_box(placed.patch.roi)
+    top, bottom = placed.top + box.row0, placed.top + box.row1
+    left, right = placed.left + box.col0, placed.left + box.col1
     margin = max(2, int(0.15 * max(bottom - top, right - left)))
     return image[max(0, top - margin):bottom + margin, max(0, left - margin):right + margin].copy()
 

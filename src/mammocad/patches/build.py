@@ -10,17 +10,19 @@ Segmentation tiles need one step across images: the 50/25/25 sampling is done pe
 sub-dataset (e.g. ``calcification-train``), so a first pass collects tile positions (no
 pixels), the sampler picks positions, and a second pass writes only the picked tiles.
 
-Splits are patient-level and recomputed from the records with ``split_scheme``, so every
-patch inherits its patient's split and no patient's patches fall in two splits.
+Splits are the prepared folder's (its ``splits.json``, decided once by ``prepare``), so every
+patch inherits its patient's split and no patient's patches fall in two splits. The stage runner
+(:mod:`mammocad.utils.stage`) makes it incremental: an image's fingerprint covers the patch
+settings and the fingerprint of its prepared outputs, so re-preparing an image (or the whole
+folder with other settings) redoes exactly its patches, and ``stage.json`` records the prepared
+folder's fingerprint for :func:`mammocad.utils.stage.check_fresh`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
-import hashlib
 import json
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,19 +31,31 @@ import numpy as np
 import pandas as pd
 
 from mammocad.data.records import AbnormalityRecord, ImageRecord
-from mammocad.data.splits import SplitScheme, image_split
 from mammocad.patches import segmentation
 from mammocad.patches.large_context import LargeContextConfig, large_context_patches
 from mammocad.patches.small_context import SmallContextConfig, small_context_patches
 from mammocad.patches.store import COLUMNS, MANIFEST, write_patch
 from mammocad.patches.types import LesionMask, Patch
-from mammocad.preprocess.prepare import load_prepared
+from mammocad.preprocess.pipeline import Geometry, original_frame
+from mammocad.preprocess.prepare import STAGE as PREPARE_STAGE
+from mammocad.preprocess.prepare import geometry_from_row, load_prepared
 from mammocad.utils.atomic import write_csv, write_text
-from mammocad.utils.config import dump_yaml
-from mammocad.utils.done import is_done, read_done, write_done
+from mammocad.utils.config import check_workers, dump_yaml
 from mammocad.utils.errors import DataError
 from mammocad.utils.imageio import read_image
 from mammocad.utils.parallel import Failure, map_items
+from mammocad.utils.seeding import generator
+from mammocad.utils.stage import (
+    StageItem,
+    fingerprint,
+    prepare_output,
+    run_stage,
+    stage_fingerprint,
+    write_reports,
+    write_stage,
+)
+
+STAGE = "patches"
 
 
 class PatchKind(str, enum.Enum):
@@ -58,10 +72,12 @@ class PatchJob:
     prepared: Path = field(default=Path("prepared"), metadata={"help": "folder written by `mammocad prepare`"})
     out: Path = field(default=Path("patches"), metadata={"help": "output folder of the patch set"})
     kind: PatchKind = field(default=PatchKind.SMALL, metadata={"help": "small, large, seg or resize512"})
-    split_scheme: SplitScheme = field(default=SplitScheme.OFFICIAL, metadata={"help": "patient-level split"})
-    seed: int = field(default=0, metadata={"help": "random seed (patch positions, tile sampling, val cut)"})
+    seed: int = field(default=0, metadata={"help": "random seed (patch positions, tile sampling)"})
     workers: int = field(default=2, metadata={"help": "worker processes"})
     figure: bool = field(default=True, metadata={"help": "write figures/examples.png (paper Figure 9)"})
+
+    def __post_init__(self) -> None:
+        check_workers(self.workers)
 
 
 @dataclass(frozen=True)
@@ -71,6 +87,7 @@ class PatchSummary:
     skipped: int
     patches: int
     failures: list[Failure]
+    warnings: list[Failure] = field(default_factory=list)
 
 
 def patch_label(abnormality: AbnormalityRecord) -> str:
@@ -82,21 +99,17 @@ def patch_label(abnormality: AbnormalityRecord) -> str:
     return f"{severity}_{abnormality.abnormality_type.value.upper()}"
 
 
-def image_rng(seed: int, image_id: str) -> np.random.Generator:
-    """A generator that depends only on the seed and the image (not on order or workers)."""
-    return np.random.default_rng([seed, zlib.crc32(image_id.encode())])
-
-
 @dataclass(frozen=True)
 class _Work:
     image: ImageRecord
     abnormalities: tuple[AbnormalityRecord, ...]
     breast_path: Path
+    geometry: Geometry  # how the prepared image relates to the original mammogram
+    prepared_fingerprint: str  # of the image's prepared outputs (images.csv)
     out: Path
     kind: PatchKind
     config: Any
     seed: int
-    fingerprint: str
     chosen: tuple[tuple[int, int], ...] | None = None  # seg: the sampled tile positions (row, col)
 
 
@@ -125,7 +138,12 @@ def _extract(work: _Work) -> list[tuple[str, Patch]]:
     source = str(work.image.image_path)
     image_id = work.image.image_id
     if work.kind is PatchKind.SMALL:
-        patches = small_context_patches(image, lesions, image_rng(work.seed, image_id), work.config, source=source)
+        # The TFDS builder resizes the ORIGINAL mammogram to its grid: undo the square padding (and
+        # put back the cropped border as blank) so a patch covers the builder's amount of tissue.
+        image = original_frame(image, work.geometry)
+        lesions = [LesionMask(lesion.key, lesion.label, original_frame(lesion.mask, work.geometry))
+                   for lesion in lesions]
+        patches = small_context_patches(image, lesions, generator(work.seed, image_id), work.config, source=source)
         if _has_unlocated_lesion(work):
             patches = [p for p in patches if p.abnormality is not None]
         counters: dict[str, int] = {}
@@ -147,23 +165,14 @@ def _extract(work: _Work) -> list[tuple[str, Patch]]:
     ]
 
 
-def _is_done(work: _Work) -> bool:
-    record = read_done(work.out, work.image.image_id)
-    return record is not None and is_done(work.out, work.image.image_id, _work_fingerprint(work),
-                                          [row["file"] for row in record["rows"]])
-
-
-def _work_fingerprint(work: _Work) -> str:
-    # Tile choices depend on the whole sub-dataset, so they are part of each image's fingerprint.
-    return work.fingerprint if work.chosen is None else _hash([work.fingerprint, list(work.chosen)])
-
-
-def _hash(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
+def _item_fingerprint(work: _Work) -> str:
+    """What an image's patches depend on: kind, settings, seed, its prepared outputs and (seg) the tiles chosen."""
+    return fingerprint([STAGE, work.kind.value, dataclasses.asdict(work.config), work.seed, work.prepared_fingerprint,
+                        None if work.chosen is None else list(work.chosen)])
 
 
 def extract_image(work: _Work) -> dict[str, Any]:
-    """Extract and write one image's patches; the done-record (written last) lists their rows."""
+    """Extract and write one image's patches; returns the done-record: their manifest rows and files."""
     context = {
         "kind": work.kind.value,
         "image_id": work.image.image_id,
@@ -181,9 +190,8 @@ def extract_image(work: _Work) -> dict[str, Any]:
             "instance_labels": json.dumps([patch_label(by_key[k]) for k in patch.instance_keys]),
         }
         rows.append(write_patch(work.out, patch_id, patch, row_context))
-    record = {"image_id": work.image.image_id, "fingerprint": _work_fingerprint(work), "rows": rows}
-    write_done(work.out, work.image.image_id, record)
-    return record
+    outputs = [row["file"] for row in rows] + [m for row in rows for m in json.loads(row["masks"])]
+    return {"rows": rows, "outputs": outputs}
 
 
 def tile_candidates(work: _Work) -> tuple[str, list[tuple[int, int, str]]]:
@@ -221,7 +229,7 @@ def _sample_seg(works: list[_Work], split_of: dict[str, str], job: PatchJob, con
             group.setdefault(category, []).append((image_id, row, col))
     chosen: dict[str, list[tuple[int, int]]] = {}
     for name in sorted(candidates):
-        rng = np.random.default_rng([job.seed, zlib.crc32(name.encode())])
+        rng = generator(job.seed, name)
         for image_id, row, col in segmentation.sample_tiles(candidates[name], rng, config):
             chosen.setdefault(image_id, []).append((row, col))
     return [dataclasses.replace(w, chosen=tuple(sorted(chosen[w.image.image_id])))
@@ -238,49 +246,46 @@ def kind_config_class(kind: PatchKind | str) -> type:
 
 
 def build_patches(job: PatchJob, config: Any, *, progress: bool = True) -> PatchSummary:
-    """Build the ``job.kind`` patch set of ``job.prepared`` into ``job.out`` with ``config``."""
+    """Build the ``job.kind`` patch set of ``job.prepared`` into ``job.out`` with ``config``.
+
+    Raises :class:`DataError` when ``job.prepared`` is not a finished prepared folder or
+    ``job.out`` is a file. When no image at all yields patches, the summary has
+    ``written == skipped == 0`` and no output folder is left behind.
+    """
     kind = PatchKind(job.kind)
     expected = kind_config_class(kind)
     if not isinstance(config, expected):
         raise TypeError(f"{kind.value} patches need a {expected.__name__}, got {type(config).__name__}")
     out = Path(job.out)
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_output(out)
+    prepared_fingerprint = stage_fingerprint(Path(job.prepared), PREPARE_STAGE,
+                                             f"mammocad prepare --out {job.prepared}")
     table, images_frame, _ = load_prepared(job.prepared)
-    split_of = image_split(table, job.split_scheme, seed=job.seed)
-    breast_of = {i: Path(job.prepared) / p for i, p in zip(images_frame["image_id"], images_frame["prepared_breast"])}
-    fingerprint = _hash([kind.value, dataclasses.asdict(config), job.seed])
+    split_of = dict(zip(images_frame["image_id"], images_frame["split"]))
     by_image = table.abnormalities_by_image()
+    rows_of = {row["image_id"]: row for row in images_frame.to_dict("records")}
     works = [
-        _Work(im, tuple(by_image[im.image_id]), breast_of[im.image_id], out, kind, config, job.seed, fingerprint)
+        _Work(im, tuple(by_image[im.image_id]), Path(job.prepared) / rows_of[im.image_id]["prepared_breast"],
+              geometry_from_row(rows_of[im.image_id]), rows_of[im.image_id]["fingerprint"], out, kind, config, job.seed)
         for im in table.images
     ]
     failures: list[Failure] = []
     if kind is PatchKind.SEG:
         works = _sample_seg(works, split_of, job, config, failures, progress)
-    todo = [w for w in works if not _is_done(w)]
-    written = sum(1 for _ in map_items(
-        extract_image, todo, workers=job.workers, name=lambda w: w.image.image_id, desc=f"{kind.value} patches",
-        failures=failures, progress=progress,
-    ))
-    failed = {f.item for f in failures}
-    manifest = _manifest(out, [w for w in works if w.image.image_id not in failed], split_of)
-    write_csv(out / MANIFEST, manifest)
-    write_csv(out / "failures.csv", pd.DataFrame([dataclasses.asdict(f) for f in failures],
-                                                 columns=["item", "path", "problem"]))
-    write_text(out / "patches.yaml", dump_yaml(job, config))
-    if job.figure and len(manifest):
-        from mammocad.patches.figures import write_examples_figure
+    items = [StageItem(w.image.image_id, _item_fingerprint(w), w) for w in works]
+    run = run_stage(out, items, extract_image, workers=job.workers, desc=f"{kind.value} patches",
+                    progress=progress, failures=failures)
+    manifest = pd.DataFrame([{**row, "split": split_of[r["id"]]} for r in run.records for row in r["rows"]],
+                            columns=COLUMNS)
+    if run.records:
+        write_csv(out / MANIFEST, manifest)
+        write_text(out / "patches.yaml", dump_yaml(job, config))
+        write_reports(out, run)
+        if job.figure and len(manifest):
+            from mammocad.patches.figures import write_examples_figure
 
-        write_examples_figure(out, manifest)
-    return PatchSummary(out, written, len(works) - len(todo), len(manifest), failures)
-
-
-def _manifest(out: Path, works: list[_Work], split_of: dict[str, str]) -> pd.DataFrame:
-    rows = []
-    for w in works:
-        record = read_done(out, w.image.image_id)
-        if record is not None:
-            for row in record["rows"]:
-                rows.append({**row, "split": split_of[w.image.image_id]})
-    return pd.DataFrame(rows, columns=COLUMNS)
-
+            write_examples_figure(out, manifest)
+        finished = {r["id"] for r in run.records}
+        write_stage(out, STAGE, {"kind": kind.value, "config": dataclasses.asdict(config), "seed": job.seed},
+                    Path(job.prepared), prepared_fingerprint, [i for i in items if i.id in finished])
+    return PatchSummary(out, run.done_now, run.skipped, len(manifest), run.failures, run.warnings)

@@ -23,8 +23,8 @@ from mammocad.patches.small_context import validate_inputs
 from mammocad.patches.types import LesionMask, Patch
 from mammocad.preprocess.steps import resize_square
 from mammocad.utils.errors import DataError
+from mammocad.utils.geometry import Box, mask_box
 
-Box = tuple[int, int, int, int]  # (row0, col0, row1, col1), exclusive ends, pixels
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ def large_context_patches(
     validate_inputs(image, lesions, source)
     patches = []
     for lesion in lesions:
-        bbox = nonzero_bbox(lesion.mask)
+        bbox = mask_box(lesion.mask)
         if bbox is None:
             raise DataError(source, f"empty ROI mask for {lesion.key}")
         row0, col0, row1, col1 = large_context_window(bbox, image.shape, config)
@@ -76,15 +76,6 @@ def large_context_patches(
         patches.append(Patch(pixels=pixels, label=lesion.label, row=row0, col=col0,
                              height=row1 - row0, width=col1 - col0, abnormality=lesion.key))
     return patches
-
-
-def nonzero_bbox(mask: np.ndarray) -> Box | None:
-    """Bounding box of ALL non-zero pixels (every component), or None for an empty mask."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    if rows.size == 0:
-        return None
-    return int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1
 
 
 def large_context_window(
@@ -106,7 +97,7 @@ def large_context_window(
         rows, cols = (row0 - pad, row1 + pad), (col0 - pad, col1 + pad)
     rows, cols = _at_least(*rows, config.min_side), _at_least(*cols, config.min_side)
     (row0, row1), (col0, col1) = _inside(*rows, image_shape[0]), _inside(*cols, image_shape[1])
-    return row0, col0, row1, col1
+    return Box(row0, col0, row1, col1)
 
 
 def _centred(start: int, extent: int, side: int) -> tuple[int, int]:

@@ -23,14 +23,13 @@ import math
 from dataclasses import dataclass, field
 from typing import Sequence
 
-import cv2
 import numpy as np
 
-from mammocad.patches.large_context import nonzero_bbox
 from mammocad.patches.small_context import validate_inputs
 from mammocad.patches.types import LesionMask, Patch
 from mammocad.preprocess.steps import resize_square
 from mammocad.utils.errors import DataError
+from mammocad.utils.geometry import WindowCounter, mask_box
 
 XYBox = tuple[int, int, int, int]  # (x0, y0, x1, y1) = (col0, row0, col1, row1), exclusive ends, pixels
 
@@ -172,9 +171,15 @@ def categorise(lesion_px: np.ndarray, whole_lesion: np.ndarray, breast_px: np.nd
 
 def _tile_sums(mask: np.ndarray, rows: np.ndarray, cols: np.ndarray, size: int) -> np.ndarray:
     """Non-zero pixels of ``mask`` in every tile (rows[i], cols[j]) of side ``size``: (len(rows), len(cols))."""
-    s = cv2.integral((mask > 0).view(np.uint8))  # (rows+1, cols+1), int32: up to 2**31 px
-    top, bottom, left, right = rows[:, None], rows[:, None] + size, cols[None, :], cols[None, :] + size
-    return s[bottom, right] - s[top, right] - s[bottom, left] + s[top, left]
+    return WindowCounter(mask, (size, size)).count(rows[:, None], cols[None, :])
+
+
+def _xyxy(mask: np.ndarray) -> XYBox:
+    """The detection box (x0, y0, x1, y1) of a non-empty mask (see :class:`mammocad.utils.geometry.Box`)."""
+    box = mask_box(mask)
+    if box is None:
+        raise ValueError("an empty mask has no box")
+    return box.xyxy()
 
 
 def sample_tiles(
@@ -271,18 +276,9 @@ def make_tile(
         abnormality=main.key if main else None,
         masks=tuple(inside.astype(np.uint8) * 255 for _, inside, _ in present),
         instance_keys=tuple(lesion.key for lesion, _, _ in present),
-        boxes=tuple(xy_box(inside) for _, inside, _ in present),
+        boxes=tuple(_xyxy(inside) for _, inside, _ in present),
         category=category,
     )
-
-
-def xy_box(mask: np.ndarray) -> XYBox:
-    """(x0, y0, x1, y1) of a non-empty mask's non-zero pixels, exclusive ends."""
-    bbox = nonzero_bbox(mask)
-    if bbox is None:
-        raise ValueError("an empty mask has no box")
-    row0, col0, row1, col1 = bbox
-    return col0, row0, col1, row1
 
 
 def resize_with_instances(
@@ -320,5 +316,5 @@ def resize_with_instances(
         pixels=resize_square(image, size), label="IMAGE", row=0, col=0,
         height=image.shape[0], width=image.shape[1],
         masks=tuple(masks), instance_keys=tuple(lesion.key for lesion in lesions),
-        boxes=tuple(xy_box(m) for m in masks),
+        boxes=tuple(_xyxy(m) for m in masks),
     )

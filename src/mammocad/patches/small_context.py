@@ -11,7 +11,14 @@ version 2.0.1) resizes every mammogram to 1152x896 (rows x cols) and cuts 224x22
   than 75% of the window is breast and no abnormality overlaps it by more than 35% (either
   way); after 100 trials the limits relax by 5% (breast down, abnormality up).
 
-Every rule and number is reproduced (see :class:`SmallContextConfig`). Deliberate differences:
+Every rule and number is reproduced (see :class:`SmallContextConfig`). This module is the one
+place that lists the deliberate differences from the builder:
+
+- The builder cut patches from the raw PNG; mammocad cuts them from the *prepared* mammogram
+  (normalised, breast-masked, CLAHE, chest wall turned to the left) put back in the original
+  image's frame first (:func:`mammocad.preprocess.pipeline.original_frame`: square padding
+  removed, any border crop restored as blank), so the grid has the builder's scale and a patch
+  covers the builder's amount of tissue. Background outside the breast is therefore 0, not film.
 
 - Randomness comes from the ``numpy.random.Generator`` the caller passes for each image
   (derived from a seed and the image id, so patches do not depend on processing order or
@@ -41,6 +48,7 @@ import numpy as np
 
 from mammocad.patches.types import LesionMask, Patch, PatchLabel
 from mammocad.utils.errors import DataError
+from mammocad.utils.geometry import Box, WindowCounter, binary_mask
 
 SUPPORTED_DTYPES = (np.uint8, np.uint16)
 
@@ -98,16 +106,6 @@ class Window(NamedTuple):
     level: int
 
 
-@dataclass(frozen=True)
-class _Box:
-    """An upright rectangle in the grid: top-left (row, col) and size (height, width), pixels."""
-
-    row: int
-    col: int
-    height: int
-    width: int
-
-
 def small_context_patches(
     image: np.ndarray,
     lesions: Sequence[LesionMask],
@@ -150,7 +148,7 @@ def resize_to_grid(
     dsize = (config.image_size[1], config.image_size[0])  # cv2 wants (width, height)
     grid_image = cv2.resize(image, dsize)
     grid_lesions = [
-        LesionMask(lesion.key, lesion.label, _binary(cv2.resize(_binary(lesion.mask), dsize)))
+        LesionMask(lesion.key, lesion.label, binary_mask(cv2.resize(binary_mask(lesion.mask), dsize)))
         for lesion in lesions
     ]
     return grid_image, grid_lesions
@@ -192,14 +190,14 @@ def positive_windows(
     :func:`overlaps_above` holds for THIS lesion at the current threshold. Raises
     :class:`DataError` naming the lesion when its mask is empty or too few windows are found.
     """
-    box = _largest_contour_box(_binary(lesion.mask))
+    box = _largest_contour_box(binary_mask(lesion.mask))
     if box is None:
         raise DataError(source, f"empty ROI mask for {lesion.key} (after resizing to the patch grid)")
-    counter = _PixelCounter(lesion.mask, config.patch_size)
+    counter = WindowCounter(lesion.mask, config.patch_size)
     thresholds = _schedule(config.min_lesion_overlap, config.shrink, lambda t: t > config.lowest_threshold)
 
     def accept(rows: np.ndarray, cols: np.ndarray, level: int) -> np.ndarray:
-        return counter.overlaps_above(rows, cols, thresholds[level])
+        return _lesion_overlaps(counter, rows, cols, thresholds[level])
 
     windows = _sample_windows(box, lesion.mask.shape, thresholds, accept, config.positives_per_lesion, rng, config)
     if len(windows) < config.positives_per_lesion:
@@ -226,9 +224,9 @@ def background_windows(
     box = _largest_contour_box(breast)
     if box is None:
         raise DataError(source, "no breast region: the image is blank")
-    breast_counter = _PixelCounter(breast, config.patch_size)
+    breast_counter = WindowCounter(breast, config.patch_size)
     # An empty mask cannot overlap anything (and would divide by zero).
-    lesion_counters = [_PixelCounter(lesion.mask, config.patch_size) for lesion in lesions if lesion.mask.any()]
+    lesion_counters = [WindowCounter(lesion.mask, config.patch_size) for lesion in lesions if lesion.mask.any()]
     # The builder loops while BOTH bounds are in range: zip stops at the first to leave it.
     bounds = list(zip(
         _schedule(config.min_breast_overlap, config.shrink, lambda b: b > config.lowest_threshold),
@@ -239,7 +237,7 @@ def background_windows(
         min_breast, max_lesion = bounds[level]
         ok = breast_counter.count(rows, cols) / breast_counter.window_area > min_breast
         for counter in lesion_counters:
-            ok &= ~counter.overlaps_above(rows, cols, max_lesion)
+            ok &= ~_lesion_overlaps(counter, rows, cols, max_lesion)
         return ok
 
     breast_bounds = [b for b, _ in bounds]
@@ -280,23 +278,9 @@ def overlaps_above(
     return (in_window / window_area > threshold) | (in_window / lesion_area > threshold)
 
 
-class _PixelCounter:
-    """Counts a mask's non-zero pixels in many equal windows at once, via an integral image."""
-
-    def __init__(self, mask: np.ndarray, patch_size: tuple[int, int]):
-        self.integral = cv2.integral((mask > 0).view(np.uint8))  # (rows+1, cols+1), int32
-        self.area = int(self.integral[-1, -1])
-        self.patch_size = patch_size
-        self.window_area = patch_size[0] * patch_size[1]
-
-    def count(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        """Non-zero pixels in the windows whose top-left corners are (rows[i], cols[i])."""
-        bottom, right = rows + self.patch_size[0], cols + self.patch_size[1]
-        s = self.integral
-        return s[bottom, right] - s[rows, right] - s[bottom, cols] + s[rows, cols]
-
-    def overlaps_above(self, rows: np.ndarray, cols: np.ndarray, threshold: float) -> np.ndarray:
-        return overlaps_above(self.count(rows, cols), self.window_area, self.area, threshold)
+def _lesion_overlaps(counter: WindowCounter, rows: np.ndarray, cols: np.ndarray, threshold: float) -> np.ndarray:
+    """:func:`overlaps_above` for the lesion of ``counter`` in the windows at (rows, cols)."""
+    return overlaps_above(counter.count(rows, cols), counter.window_area, counter.area, threshold)
 
 
 def sampling_range(start: int, extent: int, patch: int, fraction: float, grid: int) -> tuple[int, int]:
@@ -316,7 +300,7 @@ def sampling_range(start: int, extent: int, patch: int, fraction: float, grid: i
 
 
 def _sample_windows(
-    box: _Box,
+    box: Box,
     grid: tuple[int, int],
     fractions: Sequence[float],
     accept: Callable[[np.ndarray, np.ndarray, int], np.ndarray],
@@ -331,8 +315,8 @@ def _sample_windows(
     """
     windows: list[Window] = []
     for level, fraction in enumerate(fractions):
-        row_lo, row_hi = sampling_range(box.row, box.height, config.patch_size[0], fraction, grid[0])
-        col_lo, col_hi = sampling_range(box.col, box.width, config.patch_size[1], fraction, grid[1])
+        row_lo, row_hi = sampling_range(box.row0, box.height, config.patch_size[0], fraction, grid[0])
+        col_lo, col_hi = sampling_range(box.col0, box.width, config.patch_size[1], fraction, grid[1])
         trials = min(config.trials_per_threshold, (row_hi - row_lo + 1) * (col_hi - col_lo + 1))
         rows = rng.integers(row_lo, row_hi + 1, size=trials)
         cols = rng.integers(col_lo, col_hi + 1, size=trials)
@@ -373,16 +357,11 @@ def _largest_contour(binary: np.ndarray) -> np.ndarray | None:
     return contours[int(np.argmax([cv2.contourArea(c) for c in contours]))]
 
 
-def _largest_contour_box(binary: np.ndarray) -> _Box | None:
-    """cv2.boundingRect of the largest contour, as (row, col, height, width); None if empty."""
+def _largest_contour_box(binary: np.ndarray) -> Box | None:
+    """cv2.boundingRect of the largest contour; None if empty."""
     contour = _largest_contour(binary)
     if contour is None:
         return None
     x, y, w, h = cv2.boundingRect(contour)
-    return _Box(row=y, col=x, height=h, width=w)
+    return Box.from_xywh(x, y, w, h)
 
-
-def _binary(mask: np.ndarray) -> np.ndarray:
-    """uint8 0/255 of ``mask > 0``, for bool and the integer/float dtypes cv2 handles."""
-    # cv2.compare: several times faster than numpy on full-resolution masks (~10 Mpixel).
-    return cv2.compare(mask.view(np.uint8) if mask.dtype == np.bool_ else mask, 0, cv2.CMP_GT)

@@ -19,6 +19,7 @@ patch pixels, exclusive end). Paths are relative to the folder.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ import pandas as pd
 from mammocad.patches.types import Patch
 from mammocad.utils.errors import DataError
 from mammocad.utils.imageio import write_png
+from mammocad.utils.stage import check_fresh, read_stage
 
 MANIFEST = "patches.csv"
 COLUMNS = [
@@ -62,6 +64,21 @@ def write_patch(out: Path, patch_id: str, patch: Patch, context: dict[str, Any])
         "category": patch.category,
         "relaxations": patch.relaxations,
     }
+
+
+def patch_set_fingerprint(root: str | Path) -> str:
+    """A fingerprint of the patch set at ``root`` (its manifest and lineage), after checking it is current.
+
+    A set written by ``mammocad patches`` has a ``stage.json``: it is refused, with one line naming
+    the fix, when the prepared folder it came from changed since. A hand-made set (a
+    ``patches.csv`` only, e.g. a cross-validation fold view) has no lineage to check.
+    """
+    root = Path(root)
+    lineage = check_fresh(root, "patches", f"mammocad patches --out {root} ...") if read_stage(root) else ""
+    path = root / MANIFEST
+    if not path.is_file():
+        raise DataError(path, "not a patch set (run `mammocad patches` first)")
+    return hashlib.sha256(lineage.encode() + path.read_bytes()).hexdigest()[:12]
 
 
 def read_manifest(root: str | Path) -> pd.DataFrame:

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
+import cv2
 import numpy as np
 
 from mammocad.preprocess import steps
@@ -205,3 +206,27 @@ def _find_breast(norm: np.ndarray, config: PreprocessConfig, source: str | None)
         raise DataError(source, "no breast found: the image (after the border crop) is constant")
     raise DataError(source, f"no breast found: no region above threshold {config.threshold} survives "
                             f"the {config.open_kernel}x{config.open_kernel} px opening")
+
+
+def original_frame(pixels: np.ndarray, geometry: Geometry) -> np.ndarray:
+    """A prepared image (or mask) put back in the frame of the original mammogram, at the prepared scale.
+
+    Undoes the square padding and puts the border crop back as zeros, so the result covers what
+    the original image covered (rows x cols in proportion to ``geometry.input_shape``), in the
+    prepared orientation (chest wall on the left) and resolution. This is the image the TFDS
+    builder would have resized (it never padded), which small-context patches need. Any dtype;
+    ``pixels`` has ``geometry.output_shape``.
+    """
+    if pixels.shape != geometry.output_shape:
+        raise ValueError(f"pixels {pixels.shape} do not have the prepared shape {geometry.output_shape}")
+    scale_rows = geometry.output_shape[0] / geometry.padded_shape[0]
+    scale_cols = geometry.output_shape[1] / geometry.padded_shape[1]
+    content = pixels[:round(geometry.cropped_shape[0] * scale_rows), :round(geometry.cropped_shape[1] * scale_cols)]
+    in_rows, in_cols = geometry.input_shape
+    top, left = geometry.crop_top, geometry.crop_left
+    bottom = in_rows - top - geometry.cropped_shape[0]
+    right = in_cols - left - geometry.cropped_shape[1]
+    if geometry.flipped:  # the mirror put the original left margin on the right
+        left, right = right, left
+    return cv2.copyMakeBorder(content, round(top * scale_rows), round(bottom * scale_rows),
+                              round(left * scale_cols), round(right * scale_cols), cv2.BORDER_CONSTANT, value=0)

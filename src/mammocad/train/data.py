@@ -34,6 +34,7 @@ from mammocad.patches.datasets import PatchDataset, make_loader
 from mammocad.train.augment import Augment, eval_transform, train_transform
 from mammocad.train.tasks import Task
 from mammocad.utils.errors import DataError
+from mammocad.utils.seeding import derived_seed
 
 
 def task_dataset(root: Path, split: str, task: Task, transform=None) -> PatchDataset:
@@ -61,11 +62,6 @@ def balanced_class_weights(counts: np.ndarray) -> list[float]:
 
 
 _SAMPLE_STREAM, _PROCESS_STREAM = 0, 1  # keep per-sample and per-process seeds apart
-
-
-def derived_seed(*keys: int) -> int:
-    """A 32-bit seed that depends on every key (``numpy.random.SeedSequence``)."""
-    return int(np.random.SeedSequence(list(keys)).generate_state(1)[0])
 
 
 def sampler_epoch(trainer: L.Trainer) -> int:

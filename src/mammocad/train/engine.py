@@ -46,6 +46,7 @@ gradients are synchronised too.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -59,6 +60,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from mammocad.models import INPUT_NORMS, get_spec
+from mammocad.patches.store import patch_set_fingerprint
 from mammocad.train.allocator import keep_freed_memory
 from mammocad.train.augment import Augment
 from mammocad.train.callbacks import EpochCsvLogger, LastPhaseEarlyStopping
@@ -183,7 +185,14 @@ class TrainResult:
     epochs_run: int
 
 
-def _check_run_folder(config: TrainConfig) -> Path | None:
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def _check_run_folder(config: TrainConfig, data_fingerprint: str) -> Path | None:
     """The checkpoint to resume from (None: a new run); DataError when the folder cannot be used."""
     out = Path(config.out)
     last = out / CHECKPOINTS / f"{LAST}.ckpt"
@@ -194,6 +203,10 @@ def _check_run_folder(config: TrainConfig) -> Path | None:
         return None
     if not last.is_file():
         return None
+    previous = _read_json(out / "run.json").get("data_fingerprint")
+    if previous is not None and previous != data_fingerprint:
+        raise DataError(config.data, f"the patch set changed since the run in {out} started; resuming would mix "
+                                     f"two datasets: train into a new out folder instead")
     saved_path = out / "config.yaml"
     saved = yaml.safe_load(saved_path.read_text()) if saved_path.is_file() else {}
     current = config_dict(config)
@@ -252,7 +265,8 @@ def train_classifier(config: TrainConfig, *, progress: bool = True, callbacks: S
     ImageNet weights are neither cached nor downloadable.
     """
     out = Path(config.out)
-    resume_from = _check_run_folder(config)
+    data_fingerprint = patch_set_fingerprint(config.data)  # refuses a patch set older than its prepared folder
+    resume_from = _check_run_folder(config, data_fingerprint)
     task = get_task(config.task)
     input_size = config.model_input_size
     device = device_type(config.accelerator)
@@ -282,6 +296,7 @@ def train_classifier(config: TrainConfig, *, progress: bool = True, callbacks: S
             "strategy": config.strategy, "input_size": input_size, "class_weights": weights,
             "train_patches": len(data.train_set), "val_patches": len(data.val_set),
             "resumed_from": None if resume_from is None else str(resume_from),
+            "data_fingerprint": data_fingerprint,
             "torch": torch.__version__, "lightning": L.__version__,
         })
         trainer = _trainer(config, out, module, device, precision, resumed=resume_from is not None,

@@ -8,6 +8,7 @@ which is why the temporary file lives next to the target.
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import os
 import tempfile
@@ -44,6 +45,14 @@ def write_text(target: str | Path, text: str) -> None:
 
 def write_json(target: str | Path, obj: Any) -> None:
     write_text(target, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def write_rows_csv(target: str | Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
+    """A CSV with a header of ``columns`` and one line per dict (missing keys left empty)."""
+    with atomic_path(target) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def write_csv(target: str | Path, frame: pd.DataFrame) -> None:

@@ -76,6 +76,12 @@ def _coerce_tuple(value: Any, tp: Any, where: str) -> tuple:
     return tuple(_coerce(v, t, where) for v, t in zip(value, item_types))
 
 
+def check_workers(workers: int, flag: str = "--workers") -> None:
+    """The one rule for worker counts in every command: an integer >= 0 (0 and 1: in-process)."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise ValueError(f"{flag} must be a whole number >= 0, got {workers!r}")
+
+
 def flag_name(field_name: str) -> str:
     return "--" + field_name.replace("_", "-")
 
