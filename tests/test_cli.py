@@ -86,3 +86,19 @@ def test_demo_runs_end_to_end(tmp_path: Path):
     for kind in ("small", "large", "seg", "resize512"):
         assert (out / "patches" / kind / "patches.csv").is_file()
     assert "AUC" in result.output and (out / "run" / "evaluation" / "metrics.json").is_file()
+
+
+def test_cli_defines_its_commands_without_heavy_imports():
+    """`mammocad --help` must answer at once: defining the commands imports no torch, Lightning,
+    pandas or OpenCV (they load inside the commands that need them)."""
+    import subprocess
+    import sys
+
+    heavy = ("torch", "lightning", "pandas", "cv2", "matplotlib", "sklearn", "albumentations")
+    code = ("import sys, mammocad.cli\n"
+            "from click.testing import CliRunner\n"
+            "for c in ([], ['prepare'], ['patches'], ['train-classifier'], ['synth'], ['split']):\n"
+            "    assert CliRunner().invoke(mammocad.cli.app, [*c, '--help']).exit_code == 0, c\n"
+            f"print(sorted(m for m in {heavy!r} if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", out

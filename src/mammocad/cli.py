@@ -11,14 +11,16 @@ import sys
 import time
 from functools import wraps
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import click
 
 from mammocad import DISCLAIMER, __version__
 from mammocad.utils.config import build_configs, click_options, read_yaml
 from mammocad.utils.errors import DataError
-from mammocad.utils.parallel import Failure
+
+if TYPE_CHECKING:
+    from mammocad.utils.parallel import Failure
 
 
 def _clean_errors(fn: Callable) -> Callable:
@@ -163,8 +165,7 @@ def _prepared_table9(prepared: Path) -> str:
 
 # ---- prepare ------------------------------------------------------------------------------
 def _prepare_classes():
-    from mammocad.preprocess.pipeline import PreprocessConfig
-    from mammocad.preprocess.prepare import PrepareJob
+    from mammocad.preprocess.config import PrepareJob, PreprocessConfig
 
     return PrepareJob, PreprocessConfig
 
@@ -217,7 +218,7 @@ def split(prepared: Path, split_scheme: str, seed: int) -> None:
 
 # ---- patches ------------------------------------------------------------------------------
 def _patch_classes() -> tuple[type, ...]:
-    from mammocad.patches.build import PatchJob, PatchKind, kind_config_class
+    from mammocad.patches.config import PatchJob, PatchKind, kind_config_class
 
     return (PatchJob, *(kind_config_class(kind) for kind in PatchKind))
 
@@ -243,7 +244,8 @@ def patches(config_file: Path | None, **flags) -> None:
     masks/, patches.csv (manifest), failures.csv, patches.yaml, figures/examples.png.
     Example: mammocad patches --prepared data/prepared --out data/large --kind large
     """
-    from mammocad.patches.build import PatchJob, PatchKind, build_patches, kind_config_class
+    from mammocad.patches.build import build_patches
+    from mammocad.patches.config import PatchJob, PatchKind, kind_config_class
 
     kind = PatchKind(flags.get("kind") or read_yaml(config_file).get("kind", PatchJob.kind.value))
     classes = (PatchJob, kind_config_class(kind))
@@ -263,7 +265,7 @@ def patches(config_file: Path | None, **flags) -> None:
 
 # ---- classifiers --------------------------------------------------------------------------
 def _train_classes() -> tuple[type, ...]:
-    from mammocad.train.engine import TrainConfig
+    from mammocad.train.config import TrainConfig
 
     return (TrainConfig,)
 
@@ -372,11 +374,12 @@ def demo(out: Path, patients: int, workers: int, seed: int) -> None:
 
     from mammocad.data.synthetic import SynthConfig, generate_cbis_ddsm
     from mammocad.evaluate.classifier import evaluate_classifier
-    from mammocad.patches.build import PatchJob, PatchKind, build_patches, kind_config_class
+    from mammocad.patches.build import build_patches
+    from mammocad.patches.config import PatchJob, PatchKind, kind_config_class
     from mammocad.patches.stats import patch_counts
     from mammocad.patches.store import read_manifest
-    from mammocad.preprocess.pipeline import PreprocessConfig
-    from mammocad.preprocess.prepare import PrepareJob, run_prepare
+    from mammocad.preprocess.config import PrepareJob, PreprocessConfig
+    from mammocad.preprocess.prepare import run_prepare
     from mammocad.train.engine import TrainConfig, train_classifier
 
     click.secho(DISCLAIMER, fg="yellow")

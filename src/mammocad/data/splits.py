@@ -17,10 +17,10 @@ import enum
 import json
 from pathlib import Path
 
-import numpy as np
-from sklearn.model_selection import train_test_split
+from typing import TYPE_CHECKING
 
-from mammocad.data.records import RecordTable
+if TYPE_CHECKING:  # type hints only: SplitScheme must import without pandas (CLI start-up)
+    from mammocad.data.records import RecordTable
 from mammocad.utils.atomic import write_json
 from mammocad.utils.errors import DataError
 
@@ -37,6 +37,8 @@ def tfds_patient_split(
     patients: list[str], *, seed: int = TFDS_SEED, test_fraction: float = 0.15, train_fraction: float = 0.765,
 ) -> dict[str, str]:
     """patient id -> split, exactly as the TFDS builder's ``_split_patients`` assigns them."""
+    import numpy as np  # here, not at module level: the CLI imports SplitScheme at start-up
+
     order = sorted(patients)
     # RandomState (not Generator): the builder used np.random.seed + np.random.shuffle.
     np.random.RandomState(seed).shuffle(order)
@@ -47,6 +49,8 @@ def tfds_patient_split(
 
 def official_patient_split(table: RecordTable, *, seed: int = 0, val_fraction: float = 0.1) -> dict[str, str]:
     """patient id -> split from the dataset's official train/test, train cut into train/val."""
+    from sklearn.model_selection import train_test_split
+
     official: dict[str, set[str]] = {}
     for im in table.images:
         official.setdefault(im.patient_id, set()).add(im.official_split or "")

@@ -3,16 +3,29 @@
 Every model takes grayscale (N, 1, H, W) float in [0, 1] and returns logits (N, num_classes);
 see ``classifier`` for the contract, ``registry`` to build and add models, ``weights`` for
 "none" / "imagenet" / file initialisation and ``stages`` for the fine-tuning phases.
+
+The names below load on first use (PEP 562), so ``import mammocad.models.norms`` or a config
+module does not import torch: the CLI's ``--help`` stays instant.
 """
 
-from mammocad.models import backbones  # noqa: F401  (registers the models)
-from mammocad.models.classifier import AUX_LOSS_WEIGHT, INPUT_NORMS, Backbone, Classifier, ModelSpec
-from mammocad.models.registry import MODEL_SPECS, build_classifier, get_spec, list_classifiers, register_classifier
-from mammocad.models.stages import PHASES, conv_layers, set_frozen_bn_eval, set_trainable
-from mammocad.models.weights import WeightsError, WeightsUnavailable, hub_checkpoint_path
+from __future__ import annotations
 
-__all__ = [
-    "AUX_LOSS_WEIGHT", "INPUT_NORMS", "MODEL_SPECS", "PHASES", "Backbone", "Classifier", "ModelSpec",
-    "WeightsError", "WeightsUnavailable", "build_classifier", "conv_layers", "get_spec", "hub_checkpoint_path",
-    "list_classifiers", "register_classifier", "set_frozen_bn_eval", "set_trainable",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "AUX_LOSS_WEIGHT": "classifier", "Backbone": "classifier", "Classifier": "classifier", "ModelSpec": "classifier",
+    "INPUT_NORMS": "norms",
+    "MODEL_SPECS": "registry", "build_classifier": "registry", "get_spec": "registry", "list_classifiers": "registry",
+    "register_classifier": "registry",
+    "PHASES": "stages", "conv_layers": "stages", "set_frozen_bn_eval": "stages", "set_trainable": "stages",
+    "WeightsError": "weights", "WeightsUnavailable": "weights", "hub_checkpoint_path": "weights",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'mammocad.models' has no attribute {name!r}")
+    importlib.import_module("mammocad.models.backbones")  # registers the models
+    return getattr(importlib.import_module(f"mammocad.models.{_EXPORTS[name]}"), name)

@@ -21,26 +21,25 @@ folder's fingerprint for :func:`mammocad.utils.stage.check_fresh`.
 from __future__ import annotations
 
 import dataclasses
-import enum
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from mammocad.data.records import AbnormalityRecord, ImageRecord
 from mammocad.patches import segmentation
-from mammocad.patches.large_context import LargeContextConfig, large_context_patches
-from mammocad.patches.small_context import SmallContextConfig, small_context_patches
+from mammocad.patches.config import PatchJob, PatchKind, TileConfig, kind_config_class
+from mammocad.patches.large_context import large_context_patches
+from mammocad.patches.small_context import small_context_patches
 from mammocad.patches.store import COLUMNS, MANIFEST, write_patch
 from mammocad.patches.types import LesionMask, Patch
 from mammocad.preprocess.pipeline import Geometry, original_frame
 from mammocad.preprocess.prepare import STAGE as PREPARE_STAGE
 from mammocad.preprocess.prepare import geometry_from_row, load_prepared
 from mammocad.utils.atomic import write_csv, write_text
-from mammocad.utils.config import check_workers, dump_yaml
+from mammocad.utils.config import dump_yaml
 from mammocad.utils.errors import DataError
 from mammocad.utils.imageio import read_image
 from mammocad.utils.parallel import Failure, map_items
@@ -56,28 +55,6 @@ from mammocad.utils.stage import (
 )
 
 STAGE = "patches"
-
-
-class PatchKind(str, enum.Enum):
-    SMALL = "small"
-    LARGE = "large"
-    SEG = "seg"
-    RESIZE512 = "resize512"
-
-
-@dataclass(frozen=True)
-class PatchJob:
-    """Which patch set to build from which prepared folder."""
-
-    prepared: Path = field(default=Path("prepared"), metadata={"help": "folder written by `mammocad prepare`"})
-    out: Path = field(default=Path("patches"), metadata={"help": "output folder of the patch set"})
-    kind: PatchKind = field(default=PatchKind.SMALL, metadata={"help": "small, large, seg or resize512"})
-    seed: int = field(default=0, metadata={"help": "random seed (patch positions, tile sampling)"})
-    workers: int = field(default=2, metadata={"help": "worker processes"})
-    figure: bool = field(default=True, metadata={"help": "write figures/examples.png (paper Figure 9)"})
-
-    def __post_init__(self) -> None:
-        check_workers(self.workers)
 
 
 @dataclass(frozen=True)
@@ -215,7 +192,7 @@ def _sub_dataset(image: ImageRecord, abnormalities: tuple[AbnormalityRecord, ...
     return f"{'+'.join(types)}-{split}"
 
 
-def _sample_seg(works: list[_Work], split_of: dict[str, str], job: PatchJob, config: segmentation.TileConfig,
+def _sample_seg(works: list[_Work], split_of: dict[str, str], job: PatchJob, config: TileConfig,
                 failures: list[Failure], progress: bool) -> list[_Work]:
     candidates: dict[str, dict[str, list[tuple[str, int, int]]]] = {}
     by_id = {w.image.image_id: w for w in works}
@@ -234,15 +211,6 @@ def _sample_seg(works: list[_Work], split_of: dict[str, str], job: PatchJob, con
             chosen.setdefault(image_id, []).append((row, col))
     return [dataclasses.replace(w, chosen=tuple(sorted(chosen[w.image.image_id])))
             for w in works if w.image.image_id in chosen]
-
-
-def kind_config_class(kind: PatchKind | str) -> type:
-    return {
-        PatchKind.SMALL: SmallContextConfig,
-        PatchKind.LARGE: LargeContextConfig,
-        PatchKind.SEG: segmentation.TileConfig,
-        PatchKind.RESIZE512: segmentation.ResizeConfig,
-    }[PatchKind(kind)]
 
 
 def build_patches(job: PatchJob, config: Any, *, progress: bool = True) -> PatchSummary:

@@ -14,43 +14,17 @@ with exclusive ends.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
 
+from mammocad.patches.config import LargeContextConfig
 from mammocad.patches.small_context import validate_inputs
 from mammocad.patches.types import LesionMask, Patch
 from mammocad.preprocess.steps import resize_square
 from mammocad.utils.errors import DataError
 from mammocad.utils.geometry import Box, mask_box
 
-
-
-@dataclass(frozen=True)
-class LargeContextConfig:
-    """How much context to keep and what size to deliver.
-
-    ``context``: padding on every side, as a fraction of the box's larger side (>= 0).
-    ``square``: use a square window of side (1 + 2*context) * max(h, w), centred on the box,
-    instead of the padded box (which keeps the lesion's aspect, then gets stretched to a square).
-    ``output_size``: side of the delivered patch in pixels (224; 299 for InceptionV3).
-    ``min_side``: smallest window side in pixels. Calcification clusters can be a few pixels
-    across; padding them proportionally would still give a window of ~10 px, i.e. no tissue
-    context and a 20x upscale of pure interpolation blur. The floor keeps a minimum of real
-    surrounding tissue in every patch.
-    """
-
-    context: float = field(default=0.5, metadata={"help": "padding on every side, fraction of the ROI box's larger side"})
-    square: bool = field(default=False, metadata={"help": "square window centred on the ROI instead of the padded box"})
-    output_size: int = field(default=224, metadata={"help": "side of the delivered patch, px (224; 299 for InceptionV3)"})
-    min_side: int = field(default=32, metadata={"help": "smallest window side, px (keeps context around tiny clusters)"})
-
-    def __post_init__(self) -> None:
-        if self.context < 0:
-            raise ValueError(f"context must be >= 0, got {self.context}")
-        if self.output_size < 1 or self.min_side < 1:
-            raise ValueError(f"output_size and min_side must be >= 1, got {self.output_size}, {self.min_side}")
 
 
 def large_context_patches(

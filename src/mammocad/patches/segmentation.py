@@ -20,11 +20,11 @@ counts as inside) with the image's shape, and delivered masks are uint8 0/255.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
 
+from mammocad.patches.config import BLANK, CATEGORIES, LESION, MIXED, NORMAL, ResizeConfig, TileConfig  # noqa: F401
 from mammocad.patches.small_context import validate_inputs
 from mammocad.patches.types import LesionMask, Patch
 from mammocad.preprocess.steps import resize_square
@@ -32,79 +32,6 @@ from mammocad.utils.errors import DataError
 from mammocad.utils.geometry import WindowCounter, mask_box
 
 XYBox = tuple[int, int, int, int]  # (x0, y0, x1, y1) = (col0, row0, col1, row1), exclusive ends, pixels
-
-LESION, NORMAL, BLANK = "lesion", "normal", "blank"
-CATEGORIES = (LESION, NORMAL, BLANK)  # also the order in which the sampler draws
-MIXED = "mixed"  # a tile that is none of the three: never listed by tile_positions
-
-
-@dataclass(frozen=True)
-class TileConfig:
-    """Grid, categories and sampling shares of segmentation tiles. Fractions are of the tile's area.
-
-    A tile is *lesion* when the lesions (all instances together) cover at least
-    ``min_lesion_fraction`` of it, or when it holds some lesion entirely. 1% (655 px, ~26x26, of
-    a 256 tile) drops tiles that only graze a lesion's edge, whose target is a sliver; the
-    whole-lesion rule keeps calcifications smaller than that: any lesion at most
-    ``tile_size - stride`` px (128) across lies wholly in some tile of the grid. A tile with
-    some lesion pixels, but fewer, is neither lesion nor lesion-free, so it is left out.
-    *normal*: no lesion pixel and at least ``min_normal_breast`` breast (0.5: mostly tissue,
-    which still admits tiles across the skin line, part of what a segmenter must handle).
-    *blank*: no lesion pixel and at most ``max_blank_breast`` breast (0.05: background, allowing
-    for a breast mask's ragged edge).
-    """
-
-    tile_size: int = field(default=256, metadata={"help": "segmentation tile side, px"})
-    stride: int = field(default=128, metadata={"help": "step between tiles, px (<= tile size)"})
-    lesion_share: float = field(default=0.5, metadata={"help": "share of lesion tiles in each sub-dataset"})
-    normal_share: float = field(default=0.25, metadata={"help": "share of normal-tissue tiles in each sub-dataset"})
-    blank_share: float = field(default=0.25, metadata={"help": "share of blank-background tiles in each sub-dataset"})
-    min_lesion_fraction: float = field(default=0.01, metadata={
-        "help": "lesion tile: lesion pixels >= this fraction of the tile (or a whole lesion inside)"})
-    min_normal_breast: float = field(default=0.5, metadata={
-        "help": "normal tile: no lesion pixel and breast >= this fraction of the tile"})
-    max_blank_breast: float = field(default=0.05, metadata={
-        "help": "blank tile: no lesion pixel and breast <= this fraction of the tile"})
-    max_tiles: int | None = field(default=None, metadata={
-        "help": "most tiles per sub-dataset; none: as many as the scarcest category allows"})
-
-    def __post_init__(self) -> None:
-        shares = (self.lesion_share, self.normal_share, self.blank_share)
-        problems = [
-            (self.tile_size < 1, f"tile_size must be >= 1 px, got {self.tile_size}"),
-            # A larger step would leave gaps between tiles: the grid must cover the image.
-            (not 1 <= self.stride <= self.tile_size, f"stride must be in [1, tile_size={self.tile_size}], got "
-                                                     f"{self.stride}"),
-            (min(shares) < 0 or not math.isclose(sum(shares), 1.0),
-             f"lesion/normal/blank shares must be >= 0 and sum to 1, got {shares}"),
-            (not 0.0 < self.min_lesion_fraction <= 1.0,
-             f"min_lesion_fraction must be in (0, 1], got {self.min_lesion_fraction}"),
-            # Disjoint ranges, so no tile is both normal and blank.
-            (not 0.0 <= self.max_blank_breast < self.min_normal_breast <= 1.0,
-             f"need 0 <= max_blank_breast < min_normal_breast <= 1, got {self.max_blank_breast}, "
-             f"{self.min_normal_breast}"),
-            (self.max_tiles is not None and self.max_tiles < 1,
-             f"max_tiles must be >= 1 or None, got {self.max_tiles}"),
-        ]
-        for failed, message in problems:
-            if failed:
-                raise ValueError(message)
-
-    @property
-    def shares(self) -> dict[str, float]:
-        return {LESION: self.lesion_share, NORMAL: self.normal_share, BLANK: self.blank_share}
-
-
-@dataclass(frozen=True)
-class ResizeConfig:
-    """Whole images resized with their instance masks (segmentation kind ``resize512``)."""
-
-    size: int = field(default=512, metadata={"help": "side of the resized square image, px"})
-
-    def __post_init__(self) -> None:
-        if self.size < 1:
-            raise ValueError(f"size must be >= 1 px, got {self.size}")
-
 
 def tile_positions(
     breast: np.ndarray,

@@ -40,59 +40,17 @@ column/row order, used only where OpenCV returns it).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Callable, NamedTuple, Sequence
 
 import cv2
 import numpy as np
 
+from mammocad.patches.config import SmallContextConfig
 from mammocad.patches.types import LesionMask, Patch, PatchLabel
 from mammocad.utils.errors import DataError
 from mammocad.utils.geometry import Box, WindowCounter, binary_mask
 
 SUPPORTED_DTYPES = (np.uint8, np.uint16)
-
-
-@dataclass(frozen=True)
-class SmallContextConfig:
-    """The builder's numbers, as parameters; defaults are the builder's.
-
-    Sizes are (rows, cols) in pixels. Fractions are in [0, 1]: overlaps are "more than"
-    (strict ``>``) comparisons, as in the builder.
-    """
-
-    image_size: tuple[int, int] = field(default=(1152, 896),
-        metadata={"help": "grid every image is resized to first: rows cols"})
-    patch_size: tuple[int, int] = field(default=(224, 224), metadata={"help": "patch size: rows cols"})
-    positives_per_lesion: int = field(default=10, metadata={"help": "abnormal patches per abnormality"})
-    backgrounds_per_image: int = field(default=10, metadata={"help": "background patches per mammogram"})
-    trials_per_threshold: int = field(default=100,
-        metadata={"help": "random trials before a threshold is relaxed"})
-    min_lesion_overlap: float = field(default=0.90,
-        metadata={"help": "abnormal patch: lesion/patch or inside/lesion above this"})
-    min_breast_overlap: float = field(default=0.75,
-        metadata={"help": "background patch: breast covers more than this of the patch"})
-    max_lesion_overlap: float = field(default=0.35,
-        metadata={"help": "background patch: overlap with every lesion at most this, either way"})
-    shrink: float = field(default=0.95,
-        metadata={"help": "lower bounds are multiplied by this after each failed round of trials"})
-    grow: float = field(default=1.05,
-        metadata={"help": "background's lesion-overlap bound is multiplied by this after each failed round"})
-    lowest_threshold: float = field(default=0.1, metadata={"help": "give up when a lower bound falls to this"})
-    highest_lesion_overlap: float = field(default=0.9,
-        metadata={"help": "give up when the background's lesion-overlap bound reaches this"})
-    breast_intensity: float = field(default=0.05,
-        metadata={"help": "breast = largest region above this fraction of the image maximum"})
-
-    def __post_init__(self) -> None:
-        if any(p < 1 or p >= g for p, g in zip(self.patch_size, self.image_size)):
-            # The builder keeps windows one pixel short of the last row/col, hence ">=".
-            raise ValueError(f"patch_size {self.patch_size} must be positive and smaller than image_size "
-                             f"{self.image_size} (rows, cols)")
-        if min(self.positives_per_lesion, self.backgrounds_per_image, self.trials_per_threshold) < 1:
-            raise ValueError("patch counts and trials_per_threshold must be >= 1")
-        if not 0.0 < self.shrink < 1.0 < self.grow:
-            raise ValueError(f"need 0 < shrink < 1 < grow, got shrink={self.shrink}, grow={self.grow}")
 
 
 class Window(NamedTuple):

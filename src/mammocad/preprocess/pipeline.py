@@ -15,56 +15,15 @@ mask is never clipped by it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 import cv2
 import numpy as np
 
 from mammocad.preprocess import steps
+from mammocad.preprocess.config import PreprocessConfig
 from mammocad.utils.errors import DataError
-
-
-@dataclass(frozen=True)
-class PreprocessConfig:
-    """Settings of :func:`preprocess`. Sizes in pixels of the input image unless stated."""
-
-    crop_left: float = field(default=0.01, metadata={"help": "fraction of columns cropped at the left border"})
-    crop_right: float = field(default=0.01, metadata={"help": "fraction of columns cropped at the right border"})
-    crop_top: float = field(default=0.04, metadata={"help": "fraction of rows cropped at the top border"})
-    crop_bottom: float = field(default=0.04, metadata={"help": "fraction of rows cropped at the bottom border"})
-    threshold: float = field(default=0.1, metadata={"help": "breast mask: threshold on the [0, 1]-normalised image"})
-    open_kernel: int = field(default=23, metadata={"help": "breast mask: opening square, px (removes labels, edges)"})
-    dilate_kernel: int = field(default=23, metadata={"help": "breast mask: dilation square after the opening, px"})
-    clahe_clip: float = field(default=2.0, metadata={"help": "CLAHE clip limit"})
-    clahe_tile: int = field(default=8, metadata={"help": "CLAHE tiles along each axis"})
-    clahe_hist_bits: int = field(default=10, metadata={
-        "help": "CLAHE histogram resolution for 16-bit images, 8-16 bits (8-bit images always use 8)"})
-    pad_square: bool = field(default=True, metadata={"help": "zero-pad right/bottom to a square"})
-    size: int | None = field(default=None, metadata={
-        "help": "resize so the longer side is SIZE px (e.g. 512); none keeps full resolution"})
-    output_bits: int = field(default=16, metadata={"help": "output image depth: 8 or 16 bits"})
-
-    def __post_init__(self) -> None:
-        _ = self.crop_fractions  # CropFractions raises ValueError for a fraction out of range
-        problems = [
-            (not 0.0 <= self.threshold < 1.0, f"threshold must be in [0, 1), got {self.threshold}"),
-            (self.open_kernel < 1 or self.dilate_kernel < 1,
-             f"kernels must be >= 1 px, got open {self.open_kernel}, dilate {self.dilate_kernel}"),
-            (self.clahe_clip <= 0, f"clahe_clip must be > 0, got {self.clahe_clip}"),
-            (self.clahe_tile < 1, f"clahe_tile must be >= 1, got {self.clahe_tile}"),
-            (not 8 <= self.clahe_hist_bits <= 16, f"clahe_hist_bits must be 8-16, got {self.clahe_hist_bits}"),
-            (self.size is not None and self.size < 1, f"size must be >= 1 or None, got {self.size}"),
-            (self.output_bits not in (8, 16), f"output_bits must be 8 or 16, got {self.output_bits}"),
-        ]
-        for failed, message in problems:
-            if failed:
-                raise ValueError(message)
-
-    @property
-    def crop_fractions(self) -> steps.CropFractions:
-        return steps.CropFractions(left=self.crop_left, right=self.crop_right, top=self.crop_top,
-                                   bottom=self.crop_bottom)
 
 
 @dataclass(frozen=True)

@@ -42,9 +42,10 @@ from mammocad.data.records import AbnormalityRecord, ImageRecord, RecordTable  #
 from mammocad.data.registry import load_dataset  # noqa: E402
 from mammocad.data.splits import SplitScheme, decide_split, images_split, write_split_file  # noqa: E402
 from mammocad.preprocess.figures import before_after_figure  # noqa: E402
-from mammocad.preprocess.pipeline import Geometry, PreprocessConfig, preprocess  # noqa: E402
+from mammocad.preprocess.config import PrepareJob, PreprocessConfig  # noqa: E402
+from mammocad.preprocess.pipeline import Geometry, preprocess  # noqa: E402
 from mammocad.utils.atomic import atomic_path, write_csv, write_text  # noqa: E402
-from mammocad.utils.config import check_workers, dump_yaml  # noqa: E402
+from mammocad.utils.config import dump_yaml  # noqa: E402
 from mammocad.utils.errors import DataError  # noqa: E402
 from mammocad.utils.imageio import read_image, write_png  # noqa: E402
 from mammocad.utils.geometry import mask_box  # noqa: E402
@@ -58,28 +59,6 @@ from mammocad.utils.stage import (  # noqa: E402
     write_reports,
     write_stage,
 )
-
-
-@dataclass(frozen=True)
-class PrepareJob:
-    """What to prepare and where; the image operations themselves are :class:`PreprocessConfig`."""
-
-    source: Path = field(default=Path("."), metadata={"help": "dataset folder (CBIS-DDSM/synthetic root or mini-MIAS folder)"})
-    out: Path = field(default=Path("prepared"), metadata={"help": "output folder"})
-    dataset: str = field(default="auto", metadata={"help": "adapter: auto, cbis-ddsm or mini-mias"})
-    split_scheme: SplitScheme | None = field(default=None, metadata={
-        "help": "patient-level split, decided once into OUT/splits.json: official or tfds (none: the recorded "
-                "one, official for a new folder; change it with `mammocad split`)"})
-    seed: int | None = field(default=None, metadata={
-        "help": "seed of the official scheme's train/val cut (none: the recorded one, 0 for a new folder)"})
-    workers: int = field(default=2, metadata={"help": "worker processes"})
-    figures: int = field(default=4, metadata={"help": "before/after figures to write (first N images)"})
-    limit: int | None = field(default=None, metadata={"help": "prepare only the first N images (smoke runs); none: all"})
-
-    def __post_init__(self) -> None:
-        check_workers(self.workers)
-        if self.figures < 0 or (self.limit is not None and self.limit < 1):
-            raise ValueError(f"figures must be >= 0 and limit >= 1 or none, got {self.figures}, {self.limit}")
 
 
 @dataclass(frozen=True)

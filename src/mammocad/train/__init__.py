@@ -12,18 +12,29 @@
 - ``inference``: ``load_classifier`` and ``predict_probabilities`` for the layers above.
 """
 
-from mammocad.train.allocator import keep_freed_memory
-from mammocad.train.augment import Augment, eval_transform, train_transform
-from mammocad.train.engine import RESUME_FREE, TrainConfig, TrainResult, train_classifier
-from mammocad.train.fastpath import cpu_supports_bf16, resolve_channels_last, resolve_precision, resolve_workers
-from mammocad.train.inference import load_classifier, predict_probabilities
-from mammocad.train.schedule import Phase, Schedule, parse_phases
-from mammocad.train.strided_depthwise import StridedDepthwiseConv2d, use_fast_strided_depthwise
-from mammocad.train.tasks import TASKS, Task, get_task, list_tasks
+from __future__ import annotations
 
-__all__ = [
-    "RESUME_FREE", "TASKS", "Augment", "Phase", "Schedule", "StridedDepthwiseConv2d", "Task", "TrainConfig",
-    "TrainResult", "cpu_supports_bf16", "eval_transform", "get_task", "keep_freed_memory", "list_tasks",
-    "load_classifier", "parse_phases", "predict_probabilities", "resolve_channels_last", "resolve_precision",
-    "resolve_workers", "train_classifier", "train_transform", "use_fast_strided_depthwise",
-]
+import importlib
+from typing import Any
+
+# Loaded on first use (PEP 562): ``mammocad.train.config`` and ``tasks`` import neither torch nor
+# Lightning, so the CLI can define its options without them.
+_EXPORTS = {
+    "keep_freed_memory": "allocator",
+    "Augment": "augment", "eval_transform": "augment", "train_transform": "augment",
+    "RESUME_FREE": "config", "TrainConfig": "config",
+    "TrainResult": "engine", "train_classifier": "engine",
+    "cpu_supports_bf16": "fastpath", "resolve_channels_last": "fastpath", "resolve_precision": "fastpath",
+    "resolve_workers": "fastpath",
+    "load_classifier": "inference", "predict_probabilities": "inference",
+    "Phase": "schedule", "Schedule": "schedule", "parse_phases": "schedule",
+    "StridedDepthwiseConv2d": "strided_depthwise", "use_fast_strided_depthwise": "strided_depthwise",
+    "TASKS": "tasks", "Task": "tasks", "get_task": "tasks", "list_tasks": "tasks",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'mammocad.train' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"mammocad.train.{_EXPORTS[name]}"), name)

@@ -30,7 +30,6 @@ pipeline with it, so seeding torch repeats an augmentation; in training,
 
 from __future__ import annotations
 
-import enum
 
 import albumentations as A
 import cv2
@@ -38,18 +37,11 @@ import numpy as np
 import torch
 
 from mammocad.preprocess.steps import resize_square
+from mammocad.train.config import Augment
 
 ROTATION = 20.0  # degrees, +-
 ZOOM = (0.9, 1.1)  # scale factors
 TRANSLATE = 0.1  # fraction of the side, +- along each axis
-
-
-class Augment(str, enum.Enum):
-    """Augmentation presets (see the module docstring)."""
-
-    NONE = "none"
-    SIMPLE = "simple"
-    FULL = "full"
 
 
 class PatchTransform:

@@ -47,7 +47,7 @@ gradients are synchronised too.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -59,14 +59,11 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-from mammocad.models import INPUT_NORMS, get_spec
 from mammocad.patches.store import patch_set_fingerprint
 from mammocad.train.allocator import keep_freed_memory
-from mammocad.train.augment import Augment
 from mammocad.train.callbacks import EpochCsvLogger, LastPhaseEarlyStopping
 from mammocad.train.data import EpochSeed, PatchDataModule, balanced_class_weights, class_counts
 from mammocad.train.fastpath import (
-    PRECISIONS,
     cpu_supports_bf16,
     device_type,
     resolve_channels_last,
@@ -74,9 +71,9 @@ from mammocad.train.fastpath import (
     resolve_workers,
     uses_strided_depthwise_kernel,
 )
+from mammocad.train.config import RESUME_FREE, TrainConfig
 from mammocad.train.module import ClassifierModule
-from mammocad.train.schedule import EXAMPLE, parse_phases
-from mammocad.train.tasks import TASKS, get_task
+from mammocad.train.tasks import get_task
 from mammocad.utils.atomic import write_json, write_text
 from mammocad.utils.config import config_dict, dump_yaml
 from mammocad.utils.errors import DataError
@@ -84,92 +81,6 @@ from mammocad.utils.errors import DataError
 CHECKPOINTS = "checkpoints"
 BEST, LAST = "best", "last"  # checkpoint file stems
 METRICS = "metrics.csv"
-RESUME_FREE = frozenset({"data", "out", "resume", "workers", "precision", "channels_last", "accelerator", "devices",
-                         "strategy", "num_nodes", "early_stopping_patience", "limit_train_batches",
-                         "limit_val_batches"})
-"""TrainConfig fields that may differ between a run and its resumption (they do not change what is learnt)."""
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything a training run needs; every field is a YAML key and a CLI flag."""
-
-    data: Path = field(default=Path("patches"), metadata={"help": "patch set folder (written by `mammocad patches`)"})
-    task: str = field(default="mass_benign_malignant", metadata={"help": f"task: {', '.join(TASKS)}"})
-    model: str = field(default="mobilenet_v2", metadata={"help": "registry model name"})
-    weights: str = field(default="imagenet", metadata={
-        "help": "initial weights: none (random), imagenet, or a state_dict file"})
-    input_norm: str | None = field(default=None, metadata={
-        "help": f"input normalisation ({', '.join(INPUT_NORMS)}); none: the model's default"})
-    dropout: float = field(default=0.2, metadata={"help": "dropout before the final dense layer, [0, 1)"})
-    input_size: int | None = field(default=None, metadata={
-        "help": "model input side, px (patches are resized to it); none: the model's (224, 299 for InceptionV3)"})
-    phases: str = field(default=EXAMPLE, metadata={
-        "help": "fine-tuning schedule: phase:epochs:lr items, comma separated; phases: head, last_third, "
-                "last_two_thirds, all (e.g. all:30:1e-3 end to end)"})
-    batch_size: int = field(default=32, metadata={"help": "patches per step per process"})
-    workers: int | None = field(default=None, metadata={
-        "help": "data loader worker processes per training process (default: 0 on the CPU, where loading "
-                "in the training process is fastest; up to 8 per GPU)"})
-    augment: Augment = field(default=Augment.FULL, metadata={
-        "help": "augmentation: none, simple (horizontal flip), full (flips, rotation, zoom, translation)"})
-    intensity_jitter: float = field(default=0.0, metadata={
-        "help": "brightness/contrast/gamma jitter strength in [0, 1); 0: off"})
-    class_weights: bool = field(default=False, metadata={"help": "weight the loss by inverse class frequency"})
-    weight_decay: float = field(default=0.0, metadata={"help": "Adam weight decay (L2)"})
-    precision: str = field(default="auto", metadata={
-        "help": f"{', '.join(PRECISIONS)}; auto: bf16-mixed on bf16-capable CPUs and GPUs, 16-mixed on older "
-                f"GPUs, else 32"})
-    channels_last: bool | None = field(default=None, metadata={
-        "help": "channels-last memory format; none: on for GPUs and the CPU bf16 path"})
-    accelerator: str = field(default="auto", metadata={"help": "Lightning accelerator: auto, cpu, gpu, ..."})
-    devices: int = field(default=1, metadata={"help": "devices (GPUs / CPU processes) per node"})
-    strategy: str = field(default="auto", metadata={"help": "Lightning strategy: auto, ddp, ddp_spawn, ..."})
-    num_nodes: int = field(default=1, metadata={"help": "machines (DDP)"})
-    early_stopping_patience: int = field(default=0, metadata={
-        "help": "stop after this many epochs of the last phase without a better val_auc; 0: off"})
-    seed: int = field(default=0, metadata={"help": "random seed (init, shuffling, augmentation, dropout)"})
-    out: Path = field(default=Path("runs/classifier"), metadata={"help": "run folder"})
-    resume: bool = field(default=False, metadata={
-        "help": "continue the run in OUT from checkpoints/last.ckpt (a new run when there is none)"})
-    limit_train_batches: int | None = field(default=None, metadata={
-        "help": "train on at most this many batches per epoch (smoke runs); none: all"})
-    limit_val_batches: int | None = field(default=None, metadata={
-        "help": "validate on at most this many batches (smoke runs); none: all"})
-
-    def __post_init__(self) -> None:
-        get_task(self.task)
-        spec = get_spec(self.model)
-        parse_phases(self.phases)
-        object.__setattr__(self, "augment", Augment(self.augment))
-        problems = [
-            (self.precision not in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"),
-            (self.input_norm is not None and self.input_norm not in INPUT_NORMS,
-             f"input_norm must be one of {', '.join(INPUT_NORMS)} or none, got {self.input_norm!r}"),
-            (self.input_size is not None and self.input_size < spec.min_input_size,
-             f"input_size of {self.model} must be >= {spec.min_input_size}, got {self.input_size}"),
-            (not 0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}"),
-            (not 0.0 <= self.intensity_jitter < 1.0, f"intensity_jitter must be in [0, 1), got {self.intensity_jitter}"),
-            (self.weight_decay < 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
-            (self.batch_size < 1, f"batch_size must be >= 1, got {self.batch_size}"),
-            (self.workers is not None and self.workers < 0, f"workers must be >= 0, got {self.workers}"),
-            (self.devices < 1 or self.num_nodes < 1, f"devices and num_nodes must be >= 1, got {self.devices}, "
-                                                     f"{self.num_nodes}"),
-            (self.early_stopping_patience < 0, f"early_stopping_patience must be >= 0, got "
-                                               f"{self.early_stopping_patience}"),
-            (any(n is not None and n < 1 for n in (self.limit_train_batches, self.limit_val_batches)),
-             "limit_train_batches and limit_val_batches must be >= 1 or none"),
-        ]
-        for failed, message in problems:
-            if failed:
-                raise ValueError(message)
-
-    @property
-    def model_input_size(self) -> int:
-        """``input_size``, or the model's own when None."""
-        return self.input_size if self.input_size is not None else get_spec(self.model).input_size
-
-
 @dataclass(frozen=True)
 class TrainResult:
     """Where a run's files are and how it went (read from its metrics.csv, so the same on every launcher).

@@ -34,7 +34,8 @@ import os
 
 import torch
 
-PRECISIONS = ("auto", "32", "bf16-mixed", "16-mixed")
+from mammocad.train.config import PRECISIONS
+
 AUTOCAST_DTYPES = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}  # "32": no autocast
 
 

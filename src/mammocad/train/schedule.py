@@ -14,8 +14,9 @@ import math
 from dataclasses import dataclass
 
 from mammocad.models import PHASES
+from mammocad.train.config import DEFAULT_PHASES
 
-EXAMPLE = "head:3:1e-3,last_third:3:1e-4,last_two_thirds:3:1e-5"
+EXAMPLE = DEFAULT_PHASES
 
 
 @dataclass(frozen=True)

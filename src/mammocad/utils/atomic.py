@@ -13,9 +13,10 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas is imported by the writers that need it, not by every importer
+    import pandas as pd
 
 
 @contextlib.contextmanager
