@@ -86,3 +86,16 @@ def test_demo_runs_end_to_end(tmp_path: Path):
     for kind in ("small", "large", "seg", "resize512"):
         assert (out / "patches" / kind / "patches.csv").is_file()
     assert "AUC" in result.output and (out / "run" / "evaluation" / "metrics.json").is_file()
+
+
+def test_non_dicom_file_named_dcm_is_one_clean_line(synth_small: Path, tmp_path: Path):
+    import shutil
+
+    source = tmp_path / "synth"
+    shutil.copytree(synth_small, source)
+    victim = sorted(source.rglob("1-full mammogram images-*/000000.dcm"))[0]
+    victim.write_text("<html>404 Not Found</html>")  # what a failed download leaves behind
+    result = run("prepare", "--source", source, "--out", tmp_path / "out", "--workers", 1, "--figures", 0)
+    lines = [line for line in result.output.splitlines() if str(victim) in line]
+    assert len(lines) == 1 and "DICOM file header" in lines[0], result.output
+    assert "force" not in result.output and "Traceback" not in result.output
