@@ -116,3 +116,17 @@ def test_subset_of_csvs_is_fine(cbis_csv_dir: Path, tmp_path: Path):
     table = read_case_csvs(tmp_path)
     assert len(table.abnormalities) == 326
     assert {a.abnormality_type.value for a in table.abnormalities} == {"calcification"}
+
+
+def test_invalid_utf8_names_file_and_line(csv_dir: Path, tmp_path: Path):
+    """A CSV saved in another encoding: one line naming the file, the line and the column."""
+    lines = (csv_dir / "mass_case_description_train_set.csv").read_bytes().split(b"\n")
+    n = next(i for i, line in enumerate(lines) if i >= 5 and line.startswith(b"P_"))  # a row's first line
+    lines[n] = b"P_\xe9" + lines[n][3:]  # a latin-1 e-acute in the patient id: line n + 1, column 3
+    bad = tmp_path / "mass_case_description_train_set.csv"
+    bad.write_bytes(b"\n".join(lines))
+    with pytest.raises(DataError) as err:
+        read_case_csvs(tmp_path)
+    message = str(err.value)
+    assert message.startswith(str(bad)) and f"line {n + 1}, column 3: byte 0xe9" in message and "UTF-8" in message
+    assert "\n" not in message

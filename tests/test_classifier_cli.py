@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from sklearn.metrics import roc_auc_score
 
 from mammocad.patches.build import PatchJob, PatchKind, build_patches
@@ -72,3 +74,60 @@ def test_evaluate_with_a_missing_checkpoint_is_one_line(patch_set: Path, tmp_pat
 def test_unknown_task_is_a_usage_error(patch_set: Path, tmp_path: Path):
     result = run("train-classifier", "--data", patch_set, "--task", "cats_vs_dogs", "--out", tmp_path / "r", ok=False)
     assert result.exit_code == 2 and "cats_vs_dogs" in result.output and "five_class" in result.output
+
+
+# Files a user may pass by mistake; torch's unpickler fails on each in another way (its own
+# UnpicklingError, KeyError, IndexError, EOFError, RuntimeError, or a UserWarning first).
+NOT_TORCH_FILES = {
+    "text": b"# mammocad\n\nResearch software.\n",
+    "plain pickle": pickle.dumps({"weights": [1.0, 2.0]}),
+    "pickle with memo reference": b"\x80\x02h\x05.",  # KeyError in the unpickler
+    "pickle popping an empty stack": b"\x80\x02.",  # IndexError
+    "empty": b"",  # EOFError
+    "pickle protocol 2": pickle.dumps({"a": 1}, protocol=2),  # RuntimeError: invalid magic number
+}
+
+
+def _one_error_line(result, path: Path) -> str:
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 1 and len(lines) == 1, result.output
+    assert lines[0].startswith(f"Error: {path}: ") and "Traceback" not in result.output
+    return lines[0]
+
+
+@pytest.mark.parametrize("content", NOT_TORCH_FILES.values(), ids=NOT_TORCH_FILES.keys())
+def test_evaluate_a_file_that_is_not_a_checkpoint_is_one_line(tmp_path: Path, content: bytes):
+    bad = tmp_path / "best.ckpt"
+    bad.write_bytes(content)
+    # the checkpoint is read first: a wrong --data too does not change the message
+    result = run("evaluate-classifier", "--checkpoint", bad, "--data", tmp_path / "nonexistent", ok=False)
+    line = _one_error_line(result, bad)
+    assert "not a readable PyTorch checkpoint file" in line and "weights_only" not in line
+    assert not (tmp_path / "evaluation-test").exists()
+
+
+def test_evaluate_a_foreign_checkpoint_or_a_folder_is_one_line(tmp_path: Path):
+    foreign = tmp_path / "model.pt"
+    torch.save({"w": torch.zeros(2)}, foreign)
+    assert "not a mammocad training checkpoint" in _one_error_line(
+        run("evaluate-classifier", "--checkpoint", foreign, "--data", tmp_path, ok=False), foreign)
+    assert "is a folder" in _one_error_line(
+        run("evaluate-classifier", "--checkpoint", tmp_path, "--data", tmp_path, ok=False), tmp_path)
+
+
+@pytest.mark.parametrize("case", ["missing", "text", "plain pickle", "foreign state_dict"])
+def test_train_with_bad_weights_is_one_line_and_writes_nothing(patch_set: Path, tmp_path: Path, case: str):
+    weights = tmp_path / "weights.pt"
+    if case == "foreign state_dict":
+        torch.save({"w": torch.zeros(2)}, weights)
+    elif case != "missing":
+        weights.write_bytes(NOT_TORCH_FILES[case])
+    run_dir = tmp_path / "run"
+    result = run("train-classifier", "--data", patch_set, "--task", "benign_malignant", "--model", "medical_cnn",
+                 "--weights", weights, "--input-size", 64, "--out", run_dir, ok=False)
+    line = _one_error_line(result, weights)
+    expected = {"missing": "no such weights file", "text": "not a readable PyTorch state_dict file",
+                "plain pickle": "not a readable PyTorch state_dict file",
+                "foreign state_dict": "not a medical_cnn state_dict"}[case]
+    assert expected in line
+    assert not run_dir.exists()

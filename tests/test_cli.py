@@ -102,3 +102,16 @@ def test_cli_defines_its_commands_without_heavy_imports():
             f"print(sorted(m for m in {heavy!r} if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]", out
+
+
+def test_non_dicom_file_named_dcm_is_one_clean_line(synth_small: Path, tmp_path: Path):
+    import shutil
+
+    source = tmp_path / "synth"
+    shutil.copytree(synth_small, source)
+    victim = sorted(source.rglob("1-full mammogram images-*/000000.dcm"))[0]
+    victim.write_text("<html>404 Not Found</html>")  # what a failed download leaves behind
+    result = run("prepare", "--source", source, "--out", tmp_path / "out", "--workers", 1, "--figures", 0)
+    lines = [line for line in result.output.splitlines() if str(victim) in line]
+    assert len(lines) == 1 and "DICOM file header" in lines[0], result.output
+    assert "force" not in result.output and "Traceback" not in result.output

@@ -292,15 +292,11 @@ def train_classifier_command(config_file: Path | None, evaluate: bool, bootstrap
     --model mobilenet_v2 --weights imagenet --out runs/mass
     """
     from mammocad.evaluate.classifier import evaluate_classifier
-    from mammocad.models import WeightsUnavailable
     from mammocad.train.engine import train_classifier
     from mammocad.train.fastpath import resolve_workers
 
     (config,) = _configs(_train_classes(), config_file, flags)
-    try:
-        result = train_classifier(config)
-    except WeightsUnavailable as err:
-        raise click.ClickException(str(err)) from None
+    result = train_classifier(config)  # unusable --weights: a WeightsError, i.e. a DataError
     click.echo(f"trained {result.epochs_run} epoch(s); best val AUC {result.best_val_auc:.3f} -> "
                f"{result.best_checkpoint}")
     if evaluate:

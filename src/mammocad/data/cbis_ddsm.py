@@ -67,6 +67,8 @@ def read_case_csv(path: str | Path) -> pd.DataFrame:
         raise DataError(path, "CSV file not found")
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except UnicodeDecodeError:
+        raise DataError(path, f"not a UTF-8 text file: {_first_bad_byte(path)}; save it as UTF-8") from None
     except Exception as err:
         raise DataError(path, f"not a readable CSV ({type(err).__name__}: {err})") from None
     frame.columns = [c.strip() for c in frame.columns]
@@ -78,6 +80,18 @@ def read_case_csv(path: str | Path) -> pd.DataFrame:
     if unknown or missing:
         raise DataError(path, f"not a CBIS-DDSM {kind} CSV: unknown columns {unknown}, missing columns {missing}")
     return frame.apply(lambda col: col.str.strip())
+
+
+def _first_bad_byte(path: Path) -> str:
+    """Where a file stops being UTF-8, as an editor counts: ``line 7, column 12: byte 0xe9``."""
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
+        return f"line {line}, column {column}: byte 0x{data[err.start]:02x} ({err.reason})"
+    return "undecodable bytes"  # not reached: pandas decodes the same bytes as UTF-8
 
 
 def read_case_csvs(csv_dir: str | Path) -> RecordTable:

@@ -12,19 +12,27 @@ from __future__ import annotations
 
 import os
 import pickle
+import warnings
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 from urllib.parse import urlparse
 
 import torch
 
 from mammocad.models.classifier import Classifier
+from mammocad.utils.errors import DataError
 
 _EXAMPLES = 8  # keys listed in an error message
 
 
-class WeightsError(RuntimeError):
-    """Weights that cannot be read or do not fit the model; the message says which and why."""
+class WeightsError(DataError):
+    """Weights that cannot be read or do not fit the model; the message (one line) says which and why.
+
+    A ``DataError``, so the command line reports it as one line like any other bad input.
+    """
+
+    def __init__(self, message: str):
+        super().__init__(None, message)
 
 
 class WeightsUnavailable(WeightsError):
@@ -62,14 +70,44 @@ def imagenet_checkpoint(model_name: str, url: str) -> Path:
     return path
 
 
+def _load_problem(err: Exception) -> str:
+    """The gist of a ``torch.load`` failure, without torch's advice to retry with weights_only=False
+    (which would run any code a foreign pickle holds)."""
+    if isinstance(err, pickle.UnpicklingError):
+        return "not written by torch.save, or holding objects other than tensors and plain data"
+    text = f"{type(err).__name__}: {_one_line(err)}"
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def load_torch_file(path: str | os.PathLike, what: str, content: str) -> Any:
+    """``torch.load`` of a file the user named, tensors on the CPU, loading only tensors and plain data.
+
+    ``what`` names the file ("no such weights file"), ``content`` what it should hold ("not a
+    readable PyTorch state_dict file"). Any file that is not one (a README, a random pickle, a
+    zip) raises WeightsError naming the file:
+    the unpickler fails with almost any exception type (UnpicklingError, KeyError, IndexError,
+    EOFError, RuntimeError, ...) on foreign bytes, so all of them are caught here. Its warnings
+    about the pickle protocol of such files are not shown.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise WeightsError(f"{path}: is a folder, not a {content} file")
+    if not path.is_file():
+        raise WeightsError(f"{path}: no such {what} file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - foreign bytes make the unpickler fail in any way
+        raise WeightsError(f"{path}: not a readable {content} file ({_load_problem(err)})") from err
+
+
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """A state_dict (mapping of names to tensors) from a .pt/.pth file, on the CPU."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError as err:
-        raise WeightsError(f"{path}: no such weights file") from err
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
-        raise WeightsError(f"{path}: not a readable PyTorch state_dict file ({_one_line(err)})") from err
+    state = load_torch_file(path, "weights", "PyTorch state_dict")
+    if isinstance(state, Mapping) and "state_dict" in state and "hyper_parameters" in state:
+        raise WeightsError(f"{path}: is a training checkpoint (.ckpt), not a state_dict; evaluate it with "
+                           f"`mammocad evaluate-classifier --checkpoint`, or continue its run with --resume")
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise WeightsError(f"{path}: holds a {type(state).__name__}, not a state_dict (a mapping of names to tensors)")
     return dict(state)

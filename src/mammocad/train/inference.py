@@ -8,7 +8,6 @@ dataset of ``(image (1, H, W) float in [0, 1], target)`` samples.
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ import torch
 from torch.utils.data import Dataset
 
 from mammocad.models import Classifier, build_classifier
-from mammocad.models.weights import load_checkpoint_state_dict
+from mammocad.models.weights import load_checkpoint_state_dict, load_torch_file
 from mammocad.patches.datasets import make_loader
 from mammocad.train.fastpath import AUTOCAST_DTYPES, resolve_precision
 from mammocad.train.tasks import get_task
@@ -34,20 +33,19 @@ def load_classifier(checkpoint: str | Path) -> tuple[Classifier, dict[str, Any]]
     ``model`` (registry name), ``input_size`` (side S the model was trained on, px: resize
     inputs to S x S), ``input_norm`` (normalisation held in the model), ``epoch`` (0-based epoch
     the checkpoint was saved after) and ``config`` (the run's TrainConfig as a flat dict).
-    DataError for a missing, unreadable or foreign file.
+    DataError (a ``WeightsError``) for a missing, unreadable or foreign file.
     """
     path = Path(checkpoint)
-    if not path.is_file():
-        raise DataError(path, "no such checkpoint file")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
-        raise DataError(path, f"not a readable checkpoint ({err})") from err
-    hparams = ckpt.get("hyper_parameters", {}) if isinstance(ckpt, dict) else {}
-    if not {"model", "task", "input_size", "dropout"} <= set(hparams) or "state_dict" not in ckpt:
+    ckpt = load_torch_file(path, "checkpoint", "PyTorch checkpoint")
+    hparams = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
+    if (not isinstance(hparams, dict) or not {"model", "task", "input_size", "dropout"} <= set(hparams)
+            or not isinstance(ckpt.get("state_dict"), dict)):
         raise DataError(path, "not a mammocad training checkpoint (no model/task hyperparameters)")
-    task = get_task(hparams["task"])
-    model = build_classifier(hparams["model"], task.num_classes, dropout=hparams["dropout"])
+    try:
+        task = get_task(hparams["task"])
+        model = build_classifier(hparams["model"], task.num_classes, dropout=hparams["dropout"])
+    except ValueError as err:  # an unknown task or model: written by another version of mammocad
+        raise DataError(path, f"checkpoint of an unknown task or model ({err})") from None
     state = {key[len(MODEL_PREFIX):]: value for key, value in ckpt["state_dict"].items()
              if key.startswith(MODEL_PREFIX)}
     load_checkpoint_state_dict(model, state, str(path))

@@ -3,20 +3,57 @@
 A reader (or a re-run after a crash) therefore sees either the old file or the complete
 new one, never a half-written file. ``os.replace`` is atomic on POSIX within one filesystem,
 which is why the temporary file lives next to the target.
+
+The temporary file is created private (mode 0600, ``tempfile.mkstemp``); before the rename it
+gets the mode an ordinary ``open(target, "w")`` would give, ``0666 & ~umask``, so outputs are
+as readable as any other file the user writes (0644 under the usual umask 022).
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import json
 import os
+import re
 import tempfile
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 if TYPE_CHECKING:  # pandas is imported by the writers that need it, not by every importer
     import pandas as pd
+
+
+_UMASK_LOCK = threading.Lock()
+
+
+@functools.cache
+def process_umask() -> int:
+    """The process's umask, read once (at the first atomic write) and cached.
+
+    Linux reports it in ``/proc/self/status`` (``Umask:`` line, kernel 4.7+), which reads it
+    without changing it. Elsewhere ``os.umask`` is the only way, and it can only read by
+    setting: it is set to 0o077 and straight back under a lock. That briefly affects files
+    other threads create at the same instant (os.umask is process-wide), hence the cache.
+    """
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        status = ""
+    match = re.search(r"^Umask:\s*([0-7]+)\s*$", status, re.MULTILINE)
+    if match:
+        return int(match.group(1), 8)
+    with _UMASK_LOCK:
+        umask = os.umask(0o077)
+        os.umask(umask)
+    return umask
+
+
+def file_mode() -> int:
+    """The permission bits of a new file: ``0666 & ~umask`` (what ``open(path, "w")`` gives)."""
+    return 0o666 & ~process_umask()
 
 
 @contextlib.contextmanager
@@ -34,6 +71,7 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, file_mode())  # mkstemp's file is 0600; writers may have re-created it
         os.replace(tmp_path, target)
     finally:
         tmp_path.unlink(missing_ok=True)

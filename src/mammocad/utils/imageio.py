@@ -12,12 +12,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pydicom
+from pydicom.errors import InvalidDicomError
 
 from mammocad.utils.atomic import atomic_path
 from mammocad.utils.errors import DataError
 
 DICOM_SUFFIXES = {".dcm", ".dicom"}
 RASTER_SUFFIXES = {".png", ".pgm", ".jpg", ".jpeg", ".tif", ".tiff"}
+NOT_DICOM = ("not a readable DICOM file: it lacks the DICOM file header ('DICM' after a 128-byte preamble); "
+             "is it another format, or an incomplete download, saved with a .dcm name?")
 
 
 def is_dicom(path: str | Path) -> bool:
@@ -49,7 +52,7 @@ def read_dicom_header(path: str | Path) -> pydicom.Dataset:
     try:
         return pydicom.dcmread(path, stop_before_pixels=True)
     except Exception as err:  # pydicom raises several types for broken files
-        raise DataError(path, f"not a readable DICOM file ({type(err).__name__}: {err})") from None
+        raise DataError(path, _dicom_problem(err, "file")) from None
 
 
 def image_shape(path: str | Path) -> tuple[int, int]:
@@ -64,12 +67,19 @@ def image_shape(path: str | Path) -> tuple[int, int]:
     return read_image(path).shape[:2]
 
 
+def _dicom_problem(err: Exception, what: str) -> str:
+    """The one-line problem for a pydicom failure reading a DICOM ``what`` (file, image)."""
+    if isinstance(err, InvalidDicomError) and "force=True" in str(err):
+        return NOT_DICOM  # pydicom's message says "use force=True", which a CLI user cannot do
+    return f"not a readable DICOM {what} ({type(err).__name__}: {err})"
+
+
 def _read_dicom_pixels(path: Path) -> np.ndarray:
     try:
         ds = pydicom.dcmread(path)
         pixels = ds.pixel_array
     except Exception as err:
-        raise DataError(path, f"not a readable DICOM image ({type(err).__name__}: {err})") from None
+        raise DataError(path, _dicom_problem(err, "image")) from None
     if pixels.ndim != 2:
         raise DataError(path, f"expected one grayscale frame, got pixel array of shape {pixels.shape}")
     if getattr(ds, "PhotometricInterpretation", "MONOCHROME2") == "MONOCHROME1":
