@@ -90,7 +90,7 @@ NOT_TORCH_FILES = {
 
 def _one_error_line(result, path: Path) -> str:
     lines = [line for line in result.output.splitlines() if line.strip()]
-    assert result.exit_code == 1 and len(lines) == 1, result.output
+    assert result.exit_code == 2 and len(lines) == 1, result.output
     assert lines[0].startswith(f"Error: {path}: ") and "Traceback" not in result.output
     return lines[0]
 

@@ -111,7 +111,23 @@ def test_non_dicom_file_named_dcm_is_one_clean_line(synth_small: Path, tmp_path:
     shutil.copytree(synth_small, source)
     victim = sorted(source.rglob("1-full mammogram images-*/000000.dcm"))[0]
     victim.write_text("<html>404 Not Found</html>")  # what a failed download leaves behind
-    result = run("prepare", "--source", source, "--out", tmp_path / "out", "--workers", 1, "--figures", 0)
+    result = run("prepare", "--source", source, "--out", tmp_path / "out", "--workers", 1, "--figures", 0, ok=False)
+    assert result.exit_code == 1  # one item failed, the rest is prepared
     lines = [line for line in result.output.splitlines() if str(victim) in line]
     assert len(lines) == 1 and "DICOM file header" in lines[0], result.output
     assert "force" not in result.output and "Traceback" not in result.output
+
+
+def test_prepare_and_patches_refuse_bad_paths_in_one_line(tmp_path: Path):
+    existing = tmp_path / "a-file"
+    existing.write_text("x")
+    for args in (["prepare", "--source", tmp_path / "missing", "--out", tmp_path / "o1"],
+                 ["prepare", "--source", tmp_path, "--out", existing],
+                 ["patches", "--prepared", tmp_path / "missing", "--out", tmp_path / "o2"],
+                 ["patches", "--prepared", tmp_path, "--out", existing],
+                 ["prepare", "--source", tmp_path, "--out", tmp_path / "o3", "--workers", "-1"]):
+        result = run(*args, ok=False)
+        assert result.exit_code == 2 and "Traceback" not in result.output, (args, result.output)
+        assert len([line for line in result.output.splitlines() if line.strip()]) <= 3, result.output
+    assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists() and not (tmp_path / "o3").exists()
+    assert existing.read_text() == "x"

@@ -23,6 +23,12 @@ if TYPE_CHECKING:
     from mammocad.utils.parallel import Failure
 
 
+class _Refused(click.ClickException):
+    """Bad input: nothing was done (exit 2, as a usage error)."""
+
+    exit_code = 2
+
+
 def _clean_errors(fn: Callable) -> Callable:
     """Bad input ends the command with its one-line message and exit code 2, no traceback."""
 
@@ -31,7 +37,7 @@ def _clean_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except DataError as err:
-            raise click.ClickException(str(err)) from None
+            raise _Refused(str(err)) from None
 
     return wrapper
 
