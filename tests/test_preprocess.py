@@ -68,22 +68,99 @@ def inside_vs_ring(image: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
     return float(image[mask > 0].mean()), float(image[ring].mean())
 
 
+@dataclass
+class SkinPhantom:
+    image: np.ndarray  # uint16
+    tissue: np.ndarray  # bool: clearly breast (well above the threshold)
+    label: np.ndarray  # bool: the label stuck on the skin line
+    film_edge: np.ndarray  # bool: the slanted saturated film edge (empty when not drawn)
+
+
+def skin_phantom(scale: int = 1, top: float = 0.5, film_edge: bool = True, seed: int = 0) -> SkinPhantom:
+    """A (300 scale) x (200 scale) mammogram drawn at that resolution, the same scene at every scale.
+
+    A half-ellipse breast against the left edge, centred at ``top`` of the rows (0.35 makes it
+    reach past the top edge), fading towards the skin line like a real one; a bright label
+    (0.07 x 0.11 of the rows x cols) stuck on the skin line at the nipple side, overlapping the
+    breast; optionally a saturated film edge along the chest-wall side that widens from 0 at the
+    top to 4% of the cols at the bottom (like Mass-Test_P_00016_LEFT_CC).
+    """
+    rng = np.random.default_rng(seed)
+    rows, cols = 300 * scale, 200 * scale
+    r, c = np.mgrid[0:rows, 0:cols].astype(np.float64)
+    rho = np.hypot((r - top * rows) / (0.42 * rows), c / (0.55 * cols))  # 1 on the skin line
+    img = 0.03 + rng.normal(0, 0.005, (rows, cols))
+    inside = rho <= 1
+    img[inside] = 0.06 + 0.5 * np.clip((1 - rho[inside]) / 0.3, 0, 1) + rng.normal(0, 0.005, inside.sum())
+    label = (r >= (top - 0.1) * rows) & (r < (top - 0.03) * rows) & (c >= 0.51 * cols) & (c < 0.62 * cols)
+    img[label] = 0.85
+    edge = (c < 0.04 * cols * r / rows) if film_edge else np.zeros_like(inside)
+    img[edge] = 1.0
+    image = np.rint(np.clip(img, 0, 1) * 65535).astype(np.uint16)
+    # Tissue: well inside the skin line and more than the removal margins (2% of the longer side
+    # around labels, 0.5% around film edges) away from the artefacts.
+    artefact = (label | edge).astype(np.uint8)
+    far = cv2.distanceTransform(1 - artefact, cv2.DIST_L2, 5) > 0.025 * rows
+    return SkinPhantom(image, (rho <= 0.9) & far, label, edge)
+
+
+def breast_of(image: np.ndarray, config: PreprocessConfig = PreprocessConfig()) -> np.ndarray:
+    """steps.breast_mask of a raw image with the pipeline's normalisation and settings."""
+    zone = config.crop_fractions
+    norm = steps.normalize(image, steps.inner_window(image.shape, zone))
+    return steps.breast_mask(norm, config.threshold, config.open_size, config.dilate_size, zone)
+
+
+def kept_in_output(result, pixels: np.ndarray) -> np.ndarray:
+    """For the True pixels of ``pixels`` (input shape): are they inside the output breast mask?"""
+    rows, cols = np.nonzero(pixels)
+    out_r, out_c = result.geometry.to_output(rows, cols)
+    out_r, out_c = np.rint(out_r).astype(int), np.rint(out_c).astype(int)
+    n_rows, n_cols = result.breast_mask.shape
+    valid = (out_r >= 0) & (out_r < n_rows) & (out_c >= 0) & (out_c < n_cols)
+    kept = np.zeros(rows.size, bool)
+    kept[valid] = result.breast_mask[out_r[valid], out_c[valid]] > 0
+    return kept
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a > 0, b > 0
+    return float((a & b).sum() / (a | b).sum())
+
+
 # ---- steps --------------------------------------------------------------------------------------
-def test_crop_borders_removes_the_strips():
-    p = phantom()
-    assert (p.image == 65535).sum() > 0
-    cropped = steps.crop_borders(p.image)
-    assert cropped.shape == (ROWS - 12 - 12, COLS - 2 - 2)
-    assert not (cropped == 65535).any()
-    assert steps.crop_window((ROWS, COLS)) == (slice(12, 288), slice(2, 198))
-
-
-def test_crop_window_floors_without_float_error():
+def test_inner_window_floors_without_float_error():
     # 100 * 0.29 is 28.999999999999996 in floating point; still 29 rows.
     fractions = steps.CropFractions(left=0.0, right=0.0, top=0.29, bottom=0.0)
-    assert steps.crop_window((100, 10), fractions) == (slice(29, 100), slice(0, 10))
+    assert steps.inner_window((100, 10), fractions) == (slice(29, 100), slice(0, 10))
+    assert steps.inner_window((ROWS, COLS)) == (slice(12, 288), slice(2, 198))
     with pytest.raises(ValueError, match="outside"):
         steps.CropFractions(top=0.5)
+
+
+def test_crop_window_crops_only_border_lines_without_breast():
+    breast = np.zeros((ROWS, COLS), np.uint8)
+    breast[5:250, 0:120] = 255  # reaches into the top zone (12 rows) and the left zone (2 cols)
+    # Top: rows 0-4 have no breast -> cropped; row 5 on is kept. Left: col 0 has breast -> nothing
+    # cropped. Bottom/right: the whole zone is breast-free -> the full zone goes, never more.
+    assert steps.crop_window(breast) == (slice(5, 288), slice(0, 198))
+    breast[295, 199] = 255  # one breast pixel in the bottom-right corner keeps its row and col
+    assert steps.crop_window(breast) == (slice(5, 296), slice(0, 200))
+    assert steps.crop_window(np.zeros((ROWS, COLS), np.uint8)) == steps.inner_window((ROWS, COLS))
+
+
+def test_kernel_px_is_a_fraction_of_the_longer_side():
+    assert steps.kernel_px(0.00575, (4000, 3000)) == 23  # the reference pipeline's 23 px on DDSM scans
+    assert steps.kernel_px(0.00575, (3000, 4000)) == 23
+    assert steps.kernel_px(0.00575, (1024, 1024)) == 5
+    assert steps.kernel_px(0.00575, (100, 80)) == 1
+    assert all(steps.kernel_px(f, (1000, 700)) % 2 == 1 for f in (0.001, 0.004, 0.0123, 0.05))
+
+
+def test_normalize_with_a_reference_window_clips_the_rest():
+    image = np.array([[0, 10, 20], [30, 40, 250]], np.uint8)
+    norm = steps.normalize(image, (slice(0, 2), slice(0, 2)))  # darkest 0, brightest 40 in the window
+    np.testing.assert_allclose(norm, [[0, 0.25, 0.5], [0.75, 1, 1]], rtol=1e-6)
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
@@ -104,14 +181,50 @@ def test_to_uint_rounds_and_saturates():
 
 def test_breast_mask_keeps_the_breast_and_drops_the_label():
     p = phantom()
-    window = steps.crop_window(p.image.shape)
-    mask = steps.breast_mask(steps.normalize(p.image[window]))
+    mask = breast_of(p.image)
     assert mask.dtype == np.uint8 and set(np.unique(mask)) == {0, 255}
-    top, left = window[0].start, window[1].start
-    assert mask[150 - top, 10 - left] == 255  # breast near the chest wall
-    assert mask[LESION_CENTER[0] - top, LESION_CENTER[1] - left] == 255
-    rows, cols = p.label_box
-    assert not mask[rows.start - top:rows.stop - top, cols.start - left:cols.stop - left].any()
+    assert mask[150, 0] == 255 and mask[150, 10] == 255  # breast up to the chest wall at the image edge
+    assert mask[LESION_CENTER] == 255
+    assert not mask[p.label_box].any()
+    assert not mask[:STRIP_ROWS].any() and not mask[:, COLS - STRIP_COLS:].any()  # border strips
+
+
+@pytest.mark.parametrize("scale", [1, 2, 4])
+def test_breast_mask_drops_a_label_on_the_skin_line_and_the_film_edge(scale):
+    p = skin_phantom(scale)
+    mask = breast_of(p.image) > 0
+    assert not (mask & p.label).any(), "label stuck on the skin line kept"
+    assert not (mask & p.film_edge).any(), "film edge along the chest wall kept"
+    assert mask[p.tissue].all()  # the breast itself is kept
+
+
+def test_breast_mask_is_the_same_at_three_resolutions():
+    masks = [breast_of(skin_phantom(scale).image) for scale in (1, 2, 4)]
+    common = [cv2.resize(m, (COLS, ROWS), interpolation=cv2.INTER_NEAREST) for m in masks]
+    assert iou(common[0], common[1]) >= 0.97
+    assert iou(common[0], common[2]) >= 0.97
+    assert iou(common[1], common[2]) >= 0.97
+
+
+def test_film_edge_strips_follow_a_slanted_edge_and_leave_tissue():
+    p = skin_phantom(2)
+    zone = steps.CropFractions()
+    norm = steps.normalize(p.image, steps.inner_window(p.image.shape, zone))
+    strips = steps.film_edge_strips(norm, zone) > 0
+    assert strips[p.film_edge].all()
+    assert not strips[p.tissue].any()
+    # No strip where no line of the border zone is mostly saturated.
+    assert not steps.film_edge_strips(steps.normalize(skin_phantom(2, film_edge=False).image), zone).any()
+
+
+def test_labels_on_film_finds_labels_not_bright_tissue():
+    p = skin_phantom(2)
+    image = p.image.copy()
+    rows, cols = image.shape
+    cv2.circle(image, (cols // 5, rows // 2), rows // 40, 60000, -1)  # a bright mass inside the breast
+    found = steps.labels_on_film(steps.normalize(image)) > 0
+    assert found[p.label].all()
+    assert not found[rows // 2 - rows // 40:rows // 2 + rows // 40, cols // 5 - rows // 40:cols // 5 + rows // 40].any()
 
 
 def test_largest_component_fills_holes_and_drops_smaller_blobs():
@@ -175,9 +288,13 @@ def test_steps_do_not_modify_their_input():
     norm = steps.normalize(p.image)
     mask = steps.breast_mask(norm)
     before = [a.copy() for a in (p.image, norm, mask)]
-    steps.crop_borders(p.image)
+    steps.crop_window(mask)
     steps.normalize(p.image)
+    steps.normalize(p.image, steps.inner_window(p.image.shape))
     steps.breast_mask(norm)
+    steps.film_edge_strips(norm)
+    steps.labels_on_film(norm)
+    steps.reconstruct(mask, mask)
     steps.apply_mask(norm, mask)
     steps.flip_horizontal(norm)
     steps.clahe(norm, hist_bits=10)
@@ -264,7 +381,9 @@ def test_output_is_square_and_resized():
     full = preprocess(p.image, [p.lesion])
     assert full.image.shape == (276, 276)
     assert preprocess(p.image, [p.lesion], PreprocessConfig(size=64)).image.shape == (64, 64)
-    assert preprocess(p.image, [p.lesion], PreprocessConfig(pad_square=False)).image.shape == (276, 196)
+    # Rows: 12 breast-free rows cropped at the top and the bottom. Cols: the breast touches the
+    # left edge, so only the right zone (2 breast-free cols) is cropped.
+    assert preprocess(p.image, [p.lesion], PreprocessConfig(pad_square=False)).image.shape == (276, 198)
 
 
 def test_preprocess_does_not_modify_its_inputs():
@@ -278,6 +397,33 @@ def test_preprocess_does_not_modify_its_inputs():
 def test_no_masks_is_fine():
     result = preprocess(phantom().image)
     assert result.masks == [] and result.breast_mask.any()
+
+
+def test_border_crop_never_cuts_the_breast_or_a_lesion_on_it():
+    # The breast reaches past the top edge and fills the left edge: the 4% top zone and the 1% left
+    # zone hold breast, with a lesion in the top zone (like mini-MIAS mdb144).
+    p = skin_phantom(1, top=0.35, film_edge=False)
+    lesion = np.zeros(p.image.shape, np.uint8)
+    cv2.circle(lesion, (40, 6), 8, 255, -1)  # (x=col, y=row): rows 0-14, inside the breast
+    result = preprocess(p.image, [lesion], PreprocessConfig(size=160))
+    g = result.geometry
+    assert (g.crop_top, g.crop_left) == (0, 0) and g.cropped_shape[0] == 300 - 12  # bottom zone: no breast
+    assert kept_in_output(result, p.tissue).all()  # no breast pixel lost
+    assert result.warnings == []
+    full = preprocess(p.image, [lesion])  # full resolution: the lesion mask keeps every pixel
+    assert np.count_nonzero(full.masks[0]) == np.count_nonzero(lesion)
+
+
+def test_a_lesion_mask_cut_by_the_crop_is_reported():
+    p = phantom()
+    mask = np.zeros_like(p.lesion)
+    mask[5:21, 150:160] = 255  # 16 rows in the background, the top 7 in the breast-free top zone (12 rows)
+    other = p.lesion
+    result = preprocess(p.image, [other, mask], source="scan.dcm")
+    assert result.geometry.crop_top == 12
+    assert np.count_nonzero(result.masks[1]) == 9 * 10
+    assert result.warnings == ["lesion mask 2 of 2: 56.2% of its area kept by the border crop (90 of 160 px; "
+                               "the rest lies in border rows/cols without breast)"]
 
 
 # ---- geometry -----------------------------------------------------------------------------------
@@ -298,7 +444,8 @@ def test_geometry_of_a_real_run_maps_pixels_back():
     p = phantom(facing="right")
     result = preprocess(p.image, [p.lesion], PreprocessConfig(size=128))
     g = result.geometry
-    assert (g.input_shape, g.crop_top, g.crop_left, g.cropped_shape) == ((300, 200), 12, 2, (276, 196))
+    # Facing right: the chest wall touches the right edge (kept), the left zone has no breast (cropped).
+    assert (g.input_shape, g.crop_top, g.crop_left, g.cropped_shape) == ((300, 200), 12, 2, (276, 198))
     assert g.padded_shape == (276, 276) and g.output_shape == (128, 128)
     in_r, in_c = g.to_input(*centroid(result.masks[0]))
     np.testing.assert_allclose((in_r, in_c), p.lesion_center, atol=2.5)  # one output pixel = 2.2 input px
@@ -337,16 +484,16 @@ def test_constant_image_has_no_breast():
 
 def test_image_without_a_large_bright_region_has_no_breast():
     image = np.zeros((ROWS, COLS), np.uint16)
-    image[100:105, 100:105] = 5000  # smaller than the opening
-    with pytest.raises(DataError, match="no breast found: no region above threshold"):
-        preprocess(image, source="scan.dcm")
+    image[100:105, 100:105] = 5000  # smaller than the opening: 0.05 of 300 rows -> 15 px
+    with pytest.raises(DataError, match="no breast found: no region above threshold .* 15x15 px opening"):
+        preprocess(image, config=PreprocessConfig(open_size=0.05), source="scan.dcm")
 
 
 def test_lesion_in_the_cropped_border_is_reported():
     p = phantom()
     mask = np.zeros_like(p.lesion)
     mask[:5, 50:60] = 255  # inside the top 4% that the crop removes
-    with pytest.raises(DataError, match="ROI mask lies entirely in the cropped border"):
+    with pytest.raises(DataError, match="ROI mask lies entirely in the cropped border .rows/cols without breast"):
         preprocess(p.image, [mask], source="scan.dcm")
 
 
@@ -358,7 +505,8 @@ def test_lesion_vanishing_in_the_resize_is_reported():
         preprocess(p.image, [mask], PreprocessConfig(size=28), source="scan.dcm")
 
 
-@pytest.mark.parametrize("settings", [{"crop_top": 0.6}, {"output_bits": 12}, {"size": 0}, {"open_kernel": 0},
+@pytest.mark.parametrize("settings", [{"crop_top": 0.6}, {"output_bits": 12}, {"size": 0}, {"open_size": 0},
+                                      {"dilate_size": 0.5}, {"open_size": 23},
                                       {"clahe_hist_bits": 7}, {"threshold": 1.0}])
 def test_bad_settings_are_rejected(settings):
     with pytest.raises(ValueError):
@@ -398,3 +546,61 @@ def test_real_label_is_removed(cbis_samples):
     r, c = np.meshgrid(np.arange(250, 900, 10), np.arange(100, 420, 10), indexing="ij")
     out_r, out_c = result.geometry.to_output(r, c)
     assert not result.image[np.rint(out_r).astype(int), np.rint(out_c).astype(int)].any()  # ... and gone
+
+
+def _mias(mias_dir, name: str):
+    """A mini-MIAS image and its lesion masks as `prepare` makes them (circles from Info.txt)."""
+    from mammocad.data.masks import has_roi, load_roi_mask
+    from mammocad.data.mini_mias import load_mini_mias
+
+    image = cv2.imread(str(mias_dir / f"{name}.pgm"), cv2.IMREAD_UNCHANGED)
+    records = load_mini_mias(mias_dir).abnormalities_by_image()[name]
+    return image, [load_roi_mask(a, image.shape) for a in records if has_roi(a)]
+
+
+def test_real_mias_lesion_at_the_top_edge_is_kept(mias_dir):
+    """mdb144's first lesion (centre row 30, radius 29) lies in the top 4%; the fixed crop kept 776 of its 2629 px."""
+    image, masks = _mias(mias_dir, "mdb144")
+    result = preprocess(image, masks, source="mdb144")
+    assert result.warnings == []
+    assert [np.count_nonzero(m) for m in result.masks] == [np.count_nonzero(m) for m in masks]
+    assert result.geometry.crop_top == 0  # the breast reaches the top edge: no row cropped there
+    # The breast (the largest blob well above the threshold) is kept in full.
+    tissue = steps.largest_component(cv2.erode(steps.binary_mask(image > 0.3 * image.max()), np.ones((9, 9))))
+    assert kept_in_output(result, tissue > 0).all()
+
+
+def test_real_mias_label_on_the_skin_line_is_removed(mias_dir):
+    """mdb274 has a '50' sticker stuck on the skin line (rows 215-265, cols 580-650)."""
+    image, masks = _mias(mias_dir, "mdb274")
+    digits = np.zeros(image.shape, bool)
+    digits[215:265, 580:650] = image[215:265, 580:650] >= 150
+    assert digits.sum() > 400  # the characters are there ...
+    result = preprocess(image, masks, source="mdb274")
+    assert not kept_in_output(result, digits).any()  # ... and outside the prepared breast
+
+
+def test_real_film_edge_strip_is_removed(cbis_samples):
+    """Mass-Test_P_00016_LEFT_CC has a saturated film edge along the chest wall, 0 to ~50 px wide."""
+    image = cv2.imread(str(cbis_samples / "full-png" / "Mass-Test_P_00016_LEFT_CC_FULL.png"), cv2.IMREAD_UNCHANGED)
+    strip = np.zeros(image.shape, bool)
+    strip[:, -70:] = image[:, -70:] == 255
+    assert strip.sum() > 50000  # the strip is there ...
+    result = preprocess(image, source="P_00016")
+    assert not kept_in_output(result, strip).any()  # ... and outside the prepared breast
+    # Flipped: the chest wall is on the left, and the breast still reaches it (but for the strip).
+    assert result.geometry.flipped and np.flatnonzero(result.breast_mask.any(axis=0))[0] < 40
+
+
+@pytest.mark.parametrize("name", ["Mass-Test_P_00016_LEFT_CC_FULL.png", "mdb274"])
+def test_real_breast_mask_is_the_same_at_lower_resolutions(cbis_samples, mias_dir, name):
+    if name.startswith("mdb"):
+        image = cv2.imread(str(mias_dir / f"{name}.pgm"), cv2.IMREAD_UNCHANGED)
+    else:
+        image = cv2.imread(str(cbis_samples / "full-png" / name), cv2.IMREAD_UNCHANGED)
+    full = breast_of(image)
+    rows, cols = image.shape
+    for factor in (2, 4):
+        small = cv2.resize(image, (cols // factor, rows // factor), interpolation=cv2.INTER_AREA)
+        mask = cv2.resize(breast_of(small), (cols, rows), interpolation=cv2.INTER_NEAREST)
+        assert iou(full, mask) >= 0.97, factor

@@ -183,8 +183,9 @@ def _prepare_classes():
 def prepare(config_file: Path | None, **flags) -> None:
     """Preprocess every mammogram and lesion mask of a dataset (paper appendix 9.1).
 
-    Border crop, normalisation, breast mask (threshold + morphology) removing labels,
-    orientation flip, CLAHE, pad to square, optional resize; masks follow the image. Runs
+    Normalisation, breast mask (threshold + morphology) removing labels and film edges,
+    crop of the border rows/cols without breast, orientation flip, CLAHE, pad to square,
+    optional resize; masks follow the image. Runs
     in worker processes, skips images already prepared with the same settings, writes
     images/, masks/, breast/, images.csv, abnormalities.csv, failures.csv and a few
     before/after figures. Example:

@@ -20,15 +20,22 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class PreprocessConfig:
-    """Settings of :func:`preprocess`. Sizes in pixels of the input image unless stated."""
+    """Settings of :func:`preprocess`. Crop and kernel sizes are fractions of the input image's
+    rows/cols or longer side, so one setting means the same at every resolution."""
 
-    crop_left: float = field(default=0.01, metadata={"help": "fraction of columns cropped at the left border"})
-    crop_right: float = field(default=0.01, metadata={"help": "fraction of columns cropped at the right border"})
-    crop_top: float = field(default=0.04, metadata={"help": "fraction of rows cropped at the top border"})
-    crop_bottom: float = field(default=0.04, metadata={"help": "fraction of rows cropped at the bottom border"})
+    crop_left: float = field(default=0.01, metadata={
+        "help": "border zone at the left, fraction of the columns: only its columns without breast are cropped"})
+    crop_right: float = field(default=0.01, metadata={
+        "help": "border zone at the right, fraction of the columns: only its columns without breast are cropped"})
+    crop_top: float = field(default=0.04, metadata={
+        "help": "border zone at the top, fraction of the rows: only its rows without breast are cropped"})
+    crop_bottom: float = field(default=0.04, metadata={
+        "help": "border zone at the bottom, fraction of the rows: only its rows without breast are cropped"})
     threshold: float = field(default=0.1, metadata={"help": "breast mask: threshold on the [0, 1]-normalised image"})
-    open_kernel: int = field(default=23, metadata={"help": "breast mask: opening square, px (removes labels, edges)"})
-    dilate_kernel: int = field(default=23, metadata={"help": "breast mask: dilation square after the opening, px"})
+    open_size: float = field(default=0.00575, metadata={
+        "help": "breast mask: opening square side, fraction of the image's longer side (0.00575: 23 px at 4000 px)"})
+    dilate_size: float = field(default=0.00575, metadata={
+        "help": "breast mask: dilation square side after the opening, fraction of the image's longer side"})
     clahe_clip: float = field(default=2.0, metadata={"help": "CLAHE clip limit"})
     clahe_tile: int = field(default=8, metadata={"help": "CLAHE tiles along each axis"})
     clahe_hist_bits: int = field(default=10, metadata={
@@ -42,8 +49,9 @@ class PreprocessConfig:
         _ = self.crop_fractions  # CropFractions raises ValueError for a fraction out of range
         problems = [
             (not 0.0 <= self.threshold < 1.0, f"threshold must be in [0, 1), got {self.threshold}"),
-            (self.open_kernel < 1 or self.dilate_kernel < 1,
-             f"kernels must be >= 1 px, got open {self.open_kernel}, dilate {self.dilate_kernel}"),
+            (not (0.0 < self.open_size < 0.5 and 0.0 < self.dilate_size < 0.5),
+             f"open_size and dilate_size are fractions of the longer side in (0, 0.5), "
+             f"got {self.open_size}, {self.dilate_size}"),
             (self.clahe_clip <= 0, f"clahe_clip must be > 0, got {self.clahe_clip}"),
             (self.clahe_tile < 1, f"clahe_tile must be >= 1, got {self.clahe_tile}"),
             (not 8 <= self.clahe_hist_bits <= 16, f"clahe_hist_bits must be 8-16, got {self.clahe_hist_bits}"),

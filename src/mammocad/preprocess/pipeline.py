@@ -1,21 +1,24 @@
 """Preprocess one mammogram and its lesion masks with the same geometry (paper appendix 9.1).
 
 :func:`preprocess` runs the steps of :mod:`mammocad.preprocess.steps` in the reference
-order::
+order, except that the breast is found before the border crop so the crop can spare it::
 
-    crop borders -> normalise -> breast mask (applied to the image) -> flip so the chest wall
-    is on the left -> CLAHE -> pad to square -> resize
+    normalise -> breast mask on the full image (labels and film edges removed) -> crop the
+    border-zone rows/cols without breast -> mask the image -> flip so the chest wall is on the
+    left -> CLAHE -> pad to square -> resize
 
 Every geometric step (crop, flip, pad, resize) is applied identically to the image, its
 breast mask and its lesion masks, so they stay pixel-aligned; :class:`Geometry` records the
 steps and maps coordinates between the input and the output. The breast-mask and flip
 decisions are taken on the image alone, and the breast mask cuts the image only: a lesion
-mask is never clipped by it.
+mask is never clipped by it. The crop never cuts the breast; a lesion mask reaching into
+cropped (breast-free) border rows/cols loses that part, and :attr:`Preprocessed.warnings`
+says so.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import cv2
@@ -74,6 +77,9 @@ class Preprocessed:
     masks: list[np.ndarray]  # uint8 0/255 lesion masks, in the order given
     breast_mask: np.ndarray  # uint8 0/255
     geometry: Geometry
+    # One line per problem worth a look that did not stop preprocessing, e.g. a lesion mask
+    # that lost part of its area to the border crop.
+    warnings: list[str] = field(default_factory=list)
 
 
 def preprocess(image: np.ndarray, masks: Sequence[np.ndarray] = (), config: PreprocessConfig = PreprocessConfig(),
@@ -83,18 +89,28 @@ def preprocess(image: np.ndarray, masks: Sequence[np.ndarray] = (), config: Prep
     ``masks``: lesion masks of the image's shape, any dtype, nonzero = lesion. ``source``
     names the image in error messages. Inputs are not modified.
 
+    The image is normalised with the darkest and brightest pixels inside the border zone
+    (:func:`steps.inner_window`), the breast is found on the whole image, and the crop removes
+    only border-zone rows/cols without breast (:func:`steps.crop_window`). A lesion mask that
+    loses area to the crop (it reaches into those breast-free rows/cols) gets a line in
+    ``warnings`` naming its index and the fraction of its area kept.
+
     Raises :class:`DataError` (one line) for a non-2-D or empty image, an unsupported pixel
     type, a mask of another shape than the image, an all-zero mask, an image without a
     breast (e.g. constant), and a lesion mask that the border crop or the resize empties.
     """
     _check_image(image, source)
     _check_masks(image.shape, masks, source)
-    window = steps.crop_window(image.shape, config.crop_fractions)
-    lesions = [steps.binary_mask(m[window]) for m in masks]
-    _check_not_emptied(lesions, source, "lies entirely in the cropped border")
+    fractions = config.crop_fractions
+    norm_full = steps.normalize(image, steps.inner_window(image.shape, fractions))
+    breast_full = _find_breast(norm_full, config, source)
+    window = steps.crop_window(breast_full, fractions)
+    full_lesions = [steps.binary_mask(m) for m in masks]
+    lesions = [np.ascontiguousarray(m[window]) for m in full_lesions]
+    _check_not_emptied(lesions, source, "lies entirely in the cropped border (rows/cols without breast)")
+    warnings = _crop_warnings(full_lesions, lesions)
 
-    norm = steps.normalize(image[window])
-    breast = _find_breast(norm, config, source)
+    norm, breast = norm_full[window], np.ascontiguousarray(breast_full[window])
     tissue = steps.apply_mask(norm, breast)
     flipped = steps.should_flip(tissue)
     if flipped:
@@ -125,7 +141,18 @@ def preprocess(image: np.ndarray, masks: Sequence[np.ndarray] = (), config: Prep
         padded_shape=_shape(padded_shape),
         output_shape=_shape(enhanced.shape),
     )
-    return Preprocessed(steps.to_uint(enhanced, config.output_bits), lesions, breast, geometry)
+    return Preprocessed(steps.to_uint(enhanced, config.output_bits), lesions, breast, geometry, warnings)
+
+
+def _crop_warnings(full: list[np.ndarray], cropped: list[np.ndarray]) -> list[str]:
+    """One line per lesion mask that the crop cut: its index and the fraction of its area kept."""
+    lines = []
+    for k, (before, after) in enumerate(zip(full, cropped), start=1):
+        area, kept = cv2.countNonZero(before), cv2.countNonZero(after)
+        if kept < area:
+            lines.append(f"lesion mask {k} of {len(full)}: {kept / area:.1%} of its area kept by the border crop "
+                         f"({kept} of {area} px; the rest lies in border rows/cols without breast)")
+    return lines
 
 
 def _shape(shape: tuple[int, ...]) -> tuple[int, int]:
@@ -158,13 +185,14 @@ def _check_not_emptied(masks: list[np.ndarray], source: str | None, why: str) ->
 
 
 def _find_breast(norm: np.ndarray, config: PreprocessConfig, source: str | None) -> np.ndarray:
-    breast = steps.breast_mask(norm, config.threshold, config.open_kernel, config.dilate_kernel)
+    breast = steps.breast_mask(norm, config.threshold, config.open_size, config.dilate_size, config.crop_fractions)
     if breast.any():
         return breast
     if not norm.any():  # normalize() maps a constant image to all zeros
-        raise DataError(source, "no breast found: the image (after the border crop) is constant")
+        raise DataError(source, "no breast found: the image (inside the border zone) is constant")
+    size = steps.kernel_px(config.open_size, norm.shape)
     raise DataError(source, f"no breast found: no region above threshold {config.threshold} survives "
-                            f"the {config.open_kernel}x{config.open_kernel} px opening")
+                            f"the {size}x{size} px opening")
 
 
 def original_frame(pixels: np.ndarray, geometry: Geometry) -> np.ndarray:

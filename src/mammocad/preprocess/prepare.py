@@ -148,6 +148,7 @@ def prepare_image(job: _ImageJob) -> dict[str, Any]:
             "padded_cols": g.padded_shape[1],
         },
         "abnormalities": abnormality_rows,
+        "warnings": list(result.warnings),  # one line each, e.g. a lesion mask cut by the border crop
         "outputs": [str(image_rel), str(breast_rel)] + [r["prepared_mask"] for r in abnormality_rows if r["prepared_mask"]],
     }
     return record
