@@ -242,7 +242,8 @@ def film_edge_strips(norm: np.ndarray, zone: CropFractions = CropFractions(), le
 
 # Labels (see labels_on_film), lengths as fractions of the longer side.
 LABEL_LEVEL = 0.6  # label ink/paper is at least this bright
-LABEL_MIN_SIZE = 0.01  # blob area >= (this * side)**2: not a calcification or noise
+LABEL_MIN_SIZE = 0.01  # blob area >= (this * side)**2: not a calcification or noise ...
+LABEL_MAX_SIZE = 0.15  # ... and <= (this * side)**2: larger bright regions are tissue or film borders
 LABEL_RING = (0.003, 0.01)  # the ring around a blob, past its blurred rim ...
 LABEL_RING_DIM = 0.3  # ... is at least 3/4 below this: a sharp edge onto dim ground
 LABEL_CONTEXT = 0.03  # within this distance ...
@@ -251,14 +252,17 @@ LABEL_MARGIN = 0.02  # labels are removed with this margin (rim, sticker under t
 
 
 def labels_on_film(norm: np.ndarray, threshold: float = 0.1, level: float = LABEL_LEVEL,
-                   min_size: float = LABEL_MIN_SIZE, ring: tuple[float, float] = LABEL_RING,
+                   min_size: float = LABEL_MIN_SIZE, max_size: float = LABEL_MAX_SIZE,
+                   ring: tuple[float, float] = LABEL_RING,
                    ring_dim: float = LABEL_RING_DIM, context: float = LABEL_CONTEXT,
                    context_background: float = LABEL_CONTEXT_BACKGROUND, margin: float = LABEL_MARGIN) -> np.ndarray:
     """Film labels and markers, wherever they lie (also on the skin line): uint8 0/255, same shape.
 
     ``norm``: float32 [0, 1]; lengths are fractions of the image's longer side ``side``. A
-    label is a blob of bright pixels (``>= level``, 8-connected, holes filled, area
-    ``>= (min_size * side)**2``) with a sharp edge onto dim ground, which tissue does not have
+    label is a blob of bright pixels (``>= level``, 8-connected, holes filled, area from
+    ``(min_size * side)**2`` to ``(max_size * side)**2``; larger bright regions are tissue, or
+    film borders left to :func:`film_edge_strips` and the largest-blob rule of
+    :func:`breast_mask`) with a sharp edge onto dim ground, which tissue does not have
     (tissue fades gradually towards the skin line, and its bright parts sit in tissue):
 
     - in the ring from ``ring[0] * side`` to ``ring[1] * side`` px around the blob (past its
@@ -277,8 +281,8 @@ def labels_on_film(norm: np.ndarray, threshold: float = 0.1, level: float = LABE
     rim_px, ring_px, context_px = (max(1.0, f * side) for f in (*ring, context))
     pad = int(np.ceil(context_px))
     out = np.zeros_like(bright)
-    for contour in contours:  # a loop over blobs; few are large enough to be looked at
-        if cv2.contourArea(contour) < (min_size * side) ** 2:
+    for contour in contours:  # a loop over blobs; few have a label's size
+        if not (min_size * side) ** 2 <= cv2.contourArea(contour) <= (max_size * side) ** 2:
             continue
         x, y, w, h = cv2.boundingRect(contour)
         top, left = max(0, y - pad), max(0, x - pad)
@@ -287,7 +291,7 @@ def labels_on_film(norm: np.ndarray, threshold: float = 0.1, level: float = LABE
         blob = np.zeros(values.shape, np.uint8)
         cv2.drawContours(blob, [contour], -1, 255, thickness=cv2.FILLED, offset=(-left, -top))
         # Distance of every pixel of the box to the blob (px); 0 on the blob.
-        distance = cv2.distanceTransform(cv2.bitwise_not(blob), cv2.DIST_L2, cv2.DIST_MASK_5)
+        distance = cv2.distanceTransform(cv2.bitwise_not(blob), cv2.DIST_L2, cv2.DIST_MASK_3)
         ring_pixels = values[(distance > rim_px) & (distance <= ring_px)]
         ring_pixels = ring_pixels[ring_pixels > 0]  # not the image minimum: padding outside the film
         around = values[(distance > 0) & (distance <= context_px)]
