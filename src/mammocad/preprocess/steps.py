@@ -278,8 +278,8 @@ def labels_on_film(norm: np.ndarray, threshold: float = 0.1, level: float = LABE
     side = max(norm.shape)
     bright = cv2.compare(norm, float(level), cv2.CMP_GE)
     contours, _ = cv2.findContours(bright, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    rim_px, ring_px, context_px = (max(1.0, f * side) for f in (*ring, context))
-    pad = int(np.ceil(context_px))
+    rim_px, ring_px, context_px, margin_px = (max(1.0, f * side) for f in (*ring, context, margin))
+    pad = int(np.ceil(max(context_px, margin_px)))
     out = np.zeros_like(bright)
     for contour in contours:  # a loop over blobs; few have a label's size
         if not (min_size * side) ** 2 <= cv2.contourArea(contour) <= (max_size * side) ** 2:
@@ -297,8 +297,8 @@ def labels_on_film(norm: np.ndarray, threshold: float = 0.1, level: float = LABE
         around = values[(distance > 0) & (distance <= context_px)]
         if (ring_pixels.size and np.percentile(ring_pixels, 75) < ring_dim
                 and (around < threshold).mean() >= context_background):
-            out[box] |= blob
-    return _grow(out, margin * side)
+            out[box] |= (distance <= margin_px).view(np.uint8) * np.uint8(255)  # grown by the margin
+    return out
 
 
 def _extend_across_zone(core: np.ndarray, allowed: np.ndarray, inner: tuple[slice, slice],
