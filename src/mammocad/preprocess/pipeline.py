@@ -110,8 +110,10 @@ def preprocess(image: np.ndarray, masks: Sequence[np.ndarray] = (), config: Prep
     _check_not_emptied(lesions, source, "lies entirely in the cropped border (rows/cols without breast)")
     warnings = _crop_warnings(full_lesions, lesions)
 
-    norm, breast = norm_full[window], np.ascontiguousarray(breast_full[window])
-    tissue = steps.apply_mask(norm, breast)
+    breast = np.ascontiguousarray(breast_full[window])
+    tissue = steps.apply_mask(norm_full[window], breast)
+    cropped_shape = _shape(tissue.shape)
+    del norm_full, breast_full, full_lesions  # full-size copies: free them before CLAHE and padding
     flipped = steps.should_flip(tissue)
     if flipped:
         tissue, breast = steps.flip_horizontal(tissue), steps.flip_horizontal(breast)
@@ -136,7 +138,7 @@ def preprocess(image: np.ndarray, masks: Sequence[np.ndarray] = (), config: Prep
         input_shape=(int(image.shape[0]), int(image.shape[1])),
         crop_top=window[0].start,
         crop_left=window[1].start,
-        cropped_shape=_shape(norm.shape),
+        cropped_shape=cropped_shape,
         flipped=flipped,
         padded_shape=_shape(padded_shape),
         output_shape=_shape(enhanced.shape),
