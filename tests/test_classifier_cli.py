@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -131,3 +132,68 @@ def test_train_with_bad_weights_is_one_line_and_writes_nothing(patch_set: Path, 
                 "foreign state_dict": "not a medical_cnn state_dict"}[case]
     assert expected in line
     assert not run_dir.exists()
+
+
+@pytest.fixture(scope="module")
+def checkpoint(patch_set: Path, tmp_path_factory) -> Path:
+    """A one-epoch benign_malignant medical_cnn on ``patch_set`` (checkpoints/best.ckpt of its run)."""
+    from mammocad.train.engine import TrainConfig, train_classifier
+
+    config = TrainConfig(data=patch_set, task="benign_malignant", model="medical_cnn", weights="none",
+                         input_size=64, phases="all:1:1e-3", batch_size=8, workers=0, augment="none",
+                         out=tmp_path_factory.mktemp("run") / "run")
+    return train_classifier(config, progress=False).best_checkpoint
+
+
+def _with_splits(patch_set: Path, out: Path, move: dict[tuple[str, str], str]) -> Path:
+    """A copy of ``patch_set`` whose patches of (split, label prefix) move to another split."""
+    shutil.copytree(patch_set, out)
+    manifest = pd.read_csv(out / MANIFEST, keep_default_na=False)
+    for (split, prefix), to in move.items():
+        manifest.loc[(manifest["split"] == split) & manifest["label"].str.startswith(prefix), "split"] = to
+    manifest.to_csv(out / MANIFEST, index=False)
+    return out
+
+
+@pytest.mark.parametrize("split", ["val", "test"])
+def test_evaluate_on_a_split_of_one_class_is_one_line_and_writes_nothing(checkpoint: Path, patch_set: Path,
+                                                                         tmp_path: Path, split: str):
+    data = _with_splits(patch_set, tmp_path / "data", {(split, "BENIGN"): "train"})
+    out = tmp_path / "evaluation"
+    result = run("evaluate-classifier", "--checkpoint", checkpoint, "--data", data, "--out", out,
+                 "--bootstrap", 20, ok=False)
+    line = _one_error_line(result, data)
+    assert f"the '{split}' split holds only MALIGNANT patches of task benign_malignant" in line
+    assert ("--val-split none" in line) == (split == "val")
+    assert not out.exists()  # no predictions CSV of the other split either
+    # the advice works: with the fixed threshold the evaluation runs
+    if split == "val":
+        again = run("evaluate-classifier", "--checkpoint", checkpoint, "--data", data, "--out", out,
+                    "--val-split", "none", "--bootstrap", 20)
+        assert "threshold from default" in again.output and (out / "predictions_test.csv").is_file()
+
+
+@pytest.mark.parametrize("where", ["file", "below a file"])
+def test_evaluate_into_a_file_is_one_line(checkpoint: Path, patch_set: Path, tmp_path: Path, where: str):
+    existing = tmp_path / "results.txt"
+    existing.write_text("mine")
+    out = existing if where == "file" else existing / "evaluation"
+    result = run("evaluate-classifier", "--checkpoint", checkpoint, "--data", patch_set, "--out", out, ok=False)
+    assert "is a file, not a folder" in _one_error_line(result, out)
+    assert existing.read_text() == "mine"
+
+
+@pytest.mark.parametrize("flag", ["--batch-size", "--bootstrap"])
+def test_evaluate_counts_below_one_are_usage_errors(checkpoint: Path, patch_set: Path, tmp_path: Path, flag: str):
+    result = run("evaluate-classifier", "--checkpoint", checkpoint, "--data", patch_set, "--out", tmp_path / "e",
+                 flag, 0, ok=False)
+    assert result.exit_code == 2 and flag in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "e").exists()
+
+
+def test_train_into_a_file_is_one_line(patch_set: Path, tmp_path: Path):
+    existing = tmp_path / "run"
+    existing.write_text("mine")
+    result = run("train-classifier", "--data", patch_set, "--task", "benign_malignant", "--model", "medical_cnn",
+                 "--weights", "none", "--input-size", 64, "--out", existing, ok=False)
+    assert "is a file, not a folder" in _one_error_line(result, existing) and existing.read_text() == "mine"

@@ -99,3 +99,46 @@ def test_non_dicom_file_named_dcm_is_one_clean_line(synth_small: Path, tmp_path:
     lines = [line for line in result.output.splitlines() if str(victim) in line]
     assert len(lines) == 1 and "DICOM file header" in lines[0], result.output
     assert "force" not in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("where", ["file", "below a file"])
+def test_synth_into_a_file_is_one_line(tmp_path: Path, where: str):
+    existing = tmp_path / "notes.txt"
+    existing.write_text("mine")
+    out = existing if where == "file" else existing / "synth"
+    result = run("synth", out, "--patients", 1, "--rows", 256, "--cols", 192, ok=False)
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 1 and len(lines) == 1 and lines[0].startswith(f"Error: {out}: "), result.output
+    assert "is a file, not a folder" in lines[0]
+    assert existing.read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+@pytest.mark.parametrize("flags, flag", [
+    (["--patients", 0], "--patients"), (["--patients", -3], "--patients"), (["--rows", 0], "--rows"),
+    (["--cols", 100], "--cols"), (["--rows", 1024, "--cols", 256], "--rows"), (["--test-fraction", 2], "--test-fraction"),
+    (["--workers", -1], "--workers"),
+])
+def test_synth_impossible_values_are_usage_errors(tmp_path: Path, flags: list, flag: str):
+    result = run("synth", tmp_path / "out", *flags, ok=False)
+    error = result.output.strip().splitlines()[-1]
+    assert result.exit_code == 2 and error.startswith("Error: --") and flag in error, result.output
+    assert "Traceback" not in result.output and not (tmp_path / "out").exists()
+
+
+def test_synth_with_workers_0_runs_in_this_process(tmp_path: Path):
+    assert "wrote 1 patients" in run("synth", tmp_path / "s", "--patients", 1, "--rows", 256, "--cols", 192,
+                                     "--workers", 0).output
+
+
+@pytest.mark.parametrize("command", [
+    ["synth", "OUT"],
+    ["train-classifier", "--data", "DATA", "--out", "OUT"],
+    ["evaluate-classifier", "--checkpoint", "x.ckpt", "--data", "DATA", "--out", "OUT"],
+    ["demo", "--out", "OUT"],
+])
+def test_workers_is_checked_the_same_way_by_every_command(tmp_path: Path, command: list[str]):
+    args = [str(tmp_path / a) if a in ("OUT", "DATA") else a for a in command]
+    result = run(*args, "--workers", -1, ok=False)
+    assert result.exit_code == 2, result.output
+    assert "workers must be 0 or more (0: work in this process), got -1" in result.output
+    assert "Traceback" not in result.output and list(tmp_path.iterdir()) == []

@@ -75,8 +75,8 @@ from mammocad.train.fastpath import (
 from mammocad.train.module import ClassifierModule
 from mammocad.train.schedule import EXAMPLE, parse_phases
 from mammocad.train.tasks import TASKS, get_task
-from mammocad.utils.atomic import write_json, write_text
-from mammocad.utils.config import config_dict, dump_yaml
+from mammocad.utils.atomic import check_output_folder, write_json, write_text
+from mammocad.utils.config import check_workers, config_dict, dump_yaml
 from mammocad.utils.errors import DataError
 
 CHECKPOINTS = "checkpoints"
@@ -136,6 +136,7 @@ class TrainConfig:
         "help": "validate on at most this many batches (smoke runs); none: all"})
 
     def __post_init__(self) -> None:
+        check_workers(self.workers)
         get_task(self.task)
         spec = get_spec(self.model)
         parse_phases(self.phases)
@@ -150,7 +151,6 @@ class TrainConfig:
             (not 0.0 <= self.intensity_jitter < 1.0, f"intensity_jitter must be in [0, 1), got {self.intensity_jitter}"),
             (self.weight_decay < 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
             (self.batch_size < 1, f"batch_size must be >= 1, got {self.batch_size}"),
-            (self.workers is not None and self.workers < 0, f"workers must be >= 0, got {self.workers}"),
             (self.devices < 1 or self.num_nodes < 1, f"devices and num_nodes must be >= 1, got {self.devices}, "
                                                      f"{self.num_nodes}"),
             (self.early_stopping_patience < 0, f"early_stopping_patience must be >= 0, got "
@@ -185,7 +185,7 @@ class TrainResult:
 
 def _check_run_folder(config: TrainConfig) -> Path | None:
     """The checkpoint to resume from (None: a new run); DataError when the folder cannot be used."""
-    out = Path(config.out)
+    out = check_output_folder(config.out)
     last = out / CHECKPOINTS / f"{LAST}.ckpt"
     if not config.resume:
         if any((out / CHECKPOINTS).glob("*.ckpt")):
