@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 import shutil
 from pathlib import Path
 
@@ -197,3 +198,86 @@ def test_train_into_a_file_is_one_line(patch_set: Path, tmp_path: Path):
     result = run("train-classifier", "--data", patch_set, "--task", "benign_malignant", "--model", "medical_cnn",
                  "--weights", "none", "--input-size", 64, "--out", existing, ok=False)
     assert "is a file, not a folder" in _one_error_line(result, existing) and existing.read_text() == "mine"
+
+
+# ---- what a training prints --------------------------------------------------------------------
+def _terminal(text: str) -> list[str]:
+    """The lines a terminal shows for ``text``: carriage returns overwrite, ESC[A moves up a line."""
+    lines: list[list[str]] = [[]]
+    row = col = 0
+    for token in re.findall(r"\x1b\[[0-9;]*[A-Za-z]|\r|\n|[^\x1b\r\n]", text):
+        if token == "\n":
+            row, col = row + 1, 0
+            lines.extend([] for _ in range(row + 1 - len(lines)))
+        elif token == "\r":
+            col = 0
+        elif token.startswith("\x1b"):
+            if token.endswith("A"):
+                row = max(0, row - int(token[2:-1] or 1))
+            elif token.endswith("K"):
+                del lines[row][col:]
+        else:
+            line = lines[row]
+            line.extend(" " * (col - len(line)))
+            line[col:col + 1] = [token]
+            col += 1
+    return ["".join(line).rstrip() for line in lines]
+
+
+NOISE = ("GPU available", "TPU available", "Tip:", "\N{ELECTRIC LIGHT BULB}", "litlogger", "litmodels",
+         "`Trainer.fit` stopped", "Warning", "deprecated", "warnings.warn", "LeafSpec")
+
+
+def test_training_output_has_progress_and_no_third_party_noise(patch_set: Path, tmp_path: Path):
+    """The real command in its own process: what a user sees on stdout and stderr."""
+    import os
+    import subprocess
+    import sys
+
+    import mammocad
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(mammocad.__file__).resolve().parents[1]), env.get("PYTHONPATH", "")])
+    command = [sys.executable, "-m", "mammocad", "train-classifier", "--data", str(patch_set), "--task",
+               "benign_malignant", "--model", "medical_cnn", "--weights", "none", "--phases", "all:2:1e-3",
+               "--input-size", "64", "--batch-size", "8", "--workers", "0", "--augment", "simple",
+               "--out", str(tmp_path / "run"), "--bootstrap", "20"]
+    # stdout and stderr on one screen, as in a terminal; bytes, to keep the bars' carriage returns
+    output = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+                            check=True).stdout.decode()
+    for noise in NOISE:
+        assert noise not in output, noise
+    screen = _terminal(output)
+    # the epoch bar is there, and its last line once (the epochs share one bar line)
+    assert [line for line in screen if line.startswith("Epoch ")] == [next(line for line in screen
+                                                                          if line.startswith("Epoch 1: 100%"))]
+    # mammocad's own lines are all there
+    assert "trained 2 epoch(s)" in output and "confusion matrix" in output
+    assert "Research software, not a medical device" in output
+
+
+def test_interrupted_training_raises_keyboard_interrupt_and_restores_ctrl_c(patch_set: Path, tmp_path: Path):
+    """Lightning turns a Ctrl-C into sys.exit(1) and ignores SIGINT afterwards; the engine undoes both."""
+    import signal
+
+    from lightning.pytorch.callbacks import Callback
+
+    from mammocad.train.engine import TrainConfig, train_classifier
+
+    class CtrlC(Callback):
+        def on_train_batch_start(self, trainer, *args):
+            if trainer.current_epoch == 1:
+                raise KeyboardInterrupt
+
+    before = signal.getsignal(signal.SIGINT)
+    config = TrainConfig(data=patch_set, task="benign_malignant", model="medical_cnn", weights="none",
+                         input_size=64, phases="all:3:1e-3", batch_size=8, workers=0, augment="none",
+                         out=tmp_path / "run")
+    with pytest.raises(KeyboardInterrupt):
+        train_classifier(config, progress=False, callbacks=[CtrlC()])
+    assert signal.getsignal(signal.SIGINT) is before
+    # the finished epoch's checkpoint stays, and resume continues from it
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
+    from dataclasses import replace
+
+    assert train_classifier(replace(config, resume=True), progress=False).epochs_run == 3

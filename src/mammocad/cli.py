@@ -19,7 +19,8 @@ import click
 from mammocad import DISCLAIMER, __version__
 from mammocad.utils.config import build_configs, click_options, read_yaml
 from mammocad.utils.config import workers_callback
-from mammocad.utils.errors import DataError
+from mammocad.utils.quiet import third_party_warnings_hidden
+from mammocad.utils.errors import INTERRUPTED, DataError
 from mammocad.utils.parallel import Failure
 
 
@@ -56,7 +57,29 @@ def _report_failures(failures: list[Failure]) -> None:
         click.echo(f"  - {f}", err=True)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class Interrupted(click.ClickException):
+    """Ctrl-C: one line on stderr and exit code 130, no traceback (click's own says "Aborted!", exit 1)."""
+
+    exit_code = INTERRUPTED
+
+    def __init__(self) -> None:
+        super().__init__("interrupted")
+
+    def show(self, file=None) -> None:
+        click.echo("\nmammocad: interrupted", err=True)
+
+
+class _App(click.Group):
+    """The top-level group: a KeyboardInterrupt in any command becomes :class:`Interrupted`."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise Interrupted() from None
+
+
+@click.group(cls=_App, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="mammocad")
 def app() -> None:
     """mammocad: find and classify breast abnormalities in mammograms (CBIS-DDSM, mini-MIAS).
@@ -241,6 +264,7 @@ def _train_classes() -> tuple[type, ...]:
               help="bootstrap resamples for the evaluation's 95% CIs")
 @click_options(*_train_classes())
 @_clean_errors
+@third_party_warnings_hidden
 def train_classifier_command(config_file: Path | None, evaluate: bool, bootstrap: int, **flags) -> None:
     """Train a patch classifier with staged fine-tuning (paper Tables 3-8).
 
@@ -300,6 +324,7 @@ def _print_evaluation(result, out: Path) -> None:
               help="bootstrap resamples for the 95% CIs")
 @click.option("--seed", default=0, show_default=True, help="bootstrap seed")
 @_clean_errors
+@third_party_warnings_hidden
 def evaluate_classifier_command(checkpoint: Path, data: Path, split: str, val_split: str, out: Path | None,
                                 batch_size: int, workers: int, bootstrap: int, seed: int) -> None:
     """Evaluate a trained classifier: ACC, AUC with 95% CIs, confusion matrix, ROC, predictions CSV.

@@ -46,9 +46,13 @@ gradients are synchronised too.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import signal
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import lightning as L
 import pandas as pd
@@ -242,6 +246,48 @@ def _trainer(config: TrainConfig, out: Path, module: ClassifierModule, device: s
     )
 
 
+# Loggers of Lightning's rank_zero_info lines: "GPU available: ...", "TPU available: ...", the
+# "💡 Tip: ... litlogger / litmodels" adverts, "`Trainer.fit` stopped: ..." (which, printed
+# while the progress bar's last line is open, makes that line appear twice), "Detected
+# KeyboardInterrupt, ...". Lightning's warnings go through the warnings module, not these.
+LIGHTNING_INFO_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero")
+
+
+@contextlib.contextmanager
+def _lightning_info_off() -> Iterator[None]:
+    """Lightning's informational lines off for the duration (the model summary and progress bar stay)."""
+    loggers = [logging.getLogger(name) for name in LIGHTNING_INFO_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+def _fit(trainer: L.Trainer, module: ClassifierModule, data: PatchDataModule, ckpt_path: Path | None) -> None:
+    """``trainer.fit``, with a Ctrl-C left a KeyboardInterrupt.
+
+    Lightning catches the KeyboardInterrupt, shuts down gracefully (the last finished epoch's
+    checkpoints stay: ``resume`` continues from them), ignores SIGINT from then on and calls
+    ``sys.exit(1)``. Here that becomes a KeyboardInterrupt again, so the caller (the CLI: one line,
+    exit code 130) can tell it from other exits, and the SIGINT handler is put back.
+    """
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGINT) if in_main_thread else None
+    try:
+        trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+    except SystemExit:
+        if trainer.interrupted:
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
 def train_classifier(config: TrainConfig, *, progress: bool = True, callbacks: Sequence[Callback] = ()) -> TrainResult:
     """Train (or resume) the run ``config`` describes; see the module docstring for the run folder.
 
@@ -249,7 +295,8 @@ def train_classifier(config: TrainConfig, *, progress: bool = True, callbacks: S
     callbacks (e.g. monitoring). Errors: ``DataError`` (one line, naming the folder) for a patch
     set without the task's train or val patches, a used run folder or a changed resumed config;
     ``ValueError`` for bad settings; ``mammocad.models.WeightsUnavailable`` unchanged when the
-    ImageNet weights are neither cached nor downloadable.
+    ImageNet weights are neither cached nor downloadable; ``KeyboardInterrupt`` after a Ctrl-C
+    (the checkpoints of the epochs finished so far stay, for ``resume``).
     """
     out = Path(config.out)
     resume_from = _check_run_folder(config)
@@ -273,7 +320,7 @@ def train_classifier(config: TrainConfig, *, progress: bool = True, callbacks: S
                               run_config=config_dict(config))
     # On the CPU a step frees and re-allocates the same activations; keeping that memory in the
     # process saves re-mapping it every step (mammocad.train.allocator).
-    with keep_freed_memory(enabled=device == "cpu") as keeps_freed_memory:
+    with keep_freed_memory(enabled=device == "cpu") as keeps_freed_memory, _lightning_info_off():
         _write_run_files(out, config, {
             "precision": precision, "channels_last": channels_last, "device": device, "cpu_bf16": cpu_supports_bf16(),
             "workers": workers, "strided_depthwise_layers": module.strided_depthwise_layers,
@@ -286,5 +333,5 @@ def train_classifier(config: TrainConfig, *, progress: bool = True, callbacks: S
         })
         trainer = _trainer(config, out, module, device, precision, resumed=resume_from is not None,
                            callbacks=callbacks, progress=progress)
-        trainer.fit(module, datamodule=data, ckpt_path=resume_from)
+        _fit(trainer, module, data, resume_from)
     return _result(out)
