@@ -229,7 +229,7 @@ NOISE = ("GPU available", "TPU available", "Tip:", "\N{ELECTRIC LIGHT BULB}", "l
 
 
 def test_training_output_has_progress_and_no_third_party_noise(patch_set: Path, tmp_path: Path):
-    """The real command in its own process: what a user sees on stdout and stderr."""
+    """The real command in its own process, umask 027: what a user sees, and the modes of its files."""
     import os
     import subprocess
     import sys
@@ -243,8 +243,8 @@ def test_training_output_has_progress_and_no_third_party_noise(patch_set: Path, 
                "--input-size", "64", "--batch-size", "8", "--workers", "0", "--augment", "simple",
                "--out", str(tmp_path / "run"), "--bootstrap", "20"]
     # stdout and stderr on one screen, as in a terminal; bytes, to keep the bars' carriage returns
-    output = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
-                            check=True).stdout.decode()
+    output = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, check=True,
+                            preexec_fn=lambda: os.umask(0o027)).stdout.decode()
     for noise in NOISE:
         assert noise not in output, noise
     screen = _terminal(output)
@@ -254,6 +254,10 @@ def test_training_output_has_progress_and_no_third_party_noise(patch_set: Path, 
     # mammocad's own lines are all there
     assert "trained 2 epoch(s)" in output and "confusion matrix" in output
     assert "Research software, not a medical device" in output
+    # every file of the run has the mode the umask gives: checkpoints (Lightning), TensorBoard
+    # events, figures (matplotlib), CSV/JSON/YAML (atomic writes)
+    modes = {str(p.relative_to(tmp_path)): oct(p.stat().st_mode & 0o777) for p in tmp_path.rglob("*") if p.is_file()}
+    assert len(modes) >= 12 and set(modes.values()) == {oct(0o640)}, modes
 
 
 def test_interrupted_training_raises_keyboard_interrupt_and_restores_ctrl_c(patch_set: Path, tmp_path: Path):

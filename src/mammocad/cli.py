@@ -19,9 +19,9 @@ import click
 from mammocad import DISCLAIMER, __version__
 from mammocad.utils.config import build_configs, click_options, read_yaml
 from mammocad.utils.config import workers_callback
-from mammocad.utils.quiet import third_party_warnings_hidden
 from mammocad.utils.errors import INTERRUPTED, DataError
 from mammocad.utils.parallel import Failure
+from mammocad.utils.quiet import third_party_warnings_hidden
 
 
 def _clean_errors(fn: Callable) -> Callable:
