@@ -285,3 +285,14 @@ def test_interrupted_training_raises_keyboard_interrupt_and_restores_ctrl_c(patc
     from dataclasses import replace
 
     assert train_classifier(replace(config, resume=True), progress=False).epochs_run == 3
+
+
+@pytest.mark.parametrize("flag, value", [("--accelerator", "banana"), ("--strategy", "banana")])
+def test_train_with_settings_lightning_refuses_is_one_line_and_writes_nothing(patch_set: Path, tmp_path: Path,
+                                                                               flag: str, value: str):
+    run_dir = tmp_path / "run"
+    result = run("train-classifier", "--data", patch_set, "--task", "benign_malignant", "--model", "medical_cnn",
+                 "--weights", "none", "--input-size", 64, "--out", run_dir, flag, value, ok=False)
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 1 and len(lines) == 1 and lines[0].startswith("Error: cannot train with"), lines
+    assert "banana" in lines[0] and not run_dir.exists()

@@ -116,7 +116,7 @@ def test_synth_into_a_file_is_one_line(tmp_path: Path, where: str):
 @pytest.mark.parametrize("flags, flag", [
     (["--patients", 0], "--patients"), (["--patients", -3], "--patients"), (["--rows", 0], "--rows"),
     (["--cols", 100], "--cols"), (["--rows", 1024, "--cols", 256], "--rows"),
-    (["--test-fraction", 2], "--test-fraction"),
+    (["--test-fraction", 2], "--test-fraction"), (["--seed", -1], "--seed"),
     (["--workers", -1], "--workers"),
 ])
 def test_synth_impossible_values_are_usage_errors(tmp_path: Path, flags: list, flag: str):

@@ -121,7 +121,7 @@ def synth(out: Path, patients: int, seed: int, rows: int, cols: int, test_fracti
         config = SynthConfig(patients=patients, seed=seed, image_rows=rows, image_cols=cols,
                              test_fraction=test_fraction, workers=workers)
     except ValueError as err:  # the message names SynthConfig fields: say which flags they are
-        flags = {"patients": "--patients", "image_rows": "--rows", "image_cols": "--cols",
+        flags = {"patients": "--patients", "seed": "--seed", "image_rows": "--rows", "image_cols": "--cols",
                  "test_fraction": "--test-fraction", "workers": "--workers"}
         raise click.UsageError(re.sub(r"\b[a-z_]+\b", lambda m: flags.get(m[0], m[0]), str(err))) from None
     summary = generate_cbis_ddsm(out, config)

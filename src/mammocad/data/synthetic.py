@@ -165,6 +165,8 @@ class SynthConfig:
     def __post_init__(self) -> None:
         if self.patients < 1:
             raise ValueError(f"patients must be >= 1, got {self.patients}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
         if min(self.image_rows, self.image_cols) < MIN_IMAGE_SIZE:
             raise ValueError(f"image_rows and image_cols must be at least {MIN_IMAGE_SIZE} pixels, "
                              f"got {self.image_rows}x{self.image_cols}")

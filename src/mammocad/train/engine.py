@@ -61,6 +61,7 @@ import yaml
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from mammocad.models import INPUT_NORMS, get_spec
 from mammocad.train.allocator import keep_freed_memory
@@ -321,6 +322,12 @@ def train_classifier(config: TrainConfig, *, progress: bool = True, callbacks: S
     # On the CPU a step frees and re-allocates the same activations; keeping that memory in the
     # process saves re-mapping it every step (mammocad.train.allocator).
     with keep_freed_memory(enabled=device == "cpu") as keeps_freed_memory, _lightning_info_off():
+        try:  # before the first file is written: settings this machine cannot run leave no run folder
+            trainer = _trainer(config, out, module, device, precision, resumed=resume_from is not None,
+                               callbacks=callbacks, progress=progress)
+        except (MisconfigurationException, ValueError) as err:  # e.g. --accelerator gpu without a GPU
+            raise DataError(None, f"cannot train with accelerator {config.accelerator!r}, devices {config.devices}, "
+                                  f"strategy {config.strategy!r} here: {err}") from None
         _write_run_files(out, config, {
             "precision": precision, "channels_last": channels_last, "device": device, "cpu_bf16": cpu_supports_bf16(),
             "workers": workers, "strided_depthwise_layers": module.strided_depthwise_layers,
@@ -331,7 +338,5 @@ def train_classifier(config: TrainConfig, *, progress: bool = True, callbacks: S
             "resumed_from": None if resume_from is None else str(resume_from),
             "torch": torch.__version__, "lightning": L.__version__,
         })
-        trainer = _trainer(config, out, module, device, precision, resumed=resume_from is not None,
-                           callbacks=callbacks, progress=progress)
         _fit(trainer, module, data, resume_from)
     return _result(out)
