@@ -25,7 +25,10 @@ from mammocad.utils.quiet import third_party_warnings_hidden
 
 
 def _clean_errors(fn: Callable) -> Callable:
-    """Bad input ends the command with its one-line message and exit code 2, no traceback."""
+    """Bad input (a DataError) ends the command with its one-line message and exit code 1, no traceback.
+
+    So does an OSError about a file (a full disk, a missing permission): its file and reason.
+    """
 
     @wraps(fn)
     def wrapper(*args, **kwargs):
