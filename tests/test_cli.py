@@ -131,3 +131,146 @@ def test_prepare_and_patches_refuse_bad_paths_in_one_line(tmp_path: Path):
         assert len([line for line in result.output.splitlines() if line.strip()]) <= 3, result.output
     assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists() and not (tmp_path / "o3").exists()
     assert existing.read_text() == "x"
+
+
+@pytest.mark.parametrize("where", ["file", "below a file"])
+def test_synth_into_a_file_is_one_line(tmp_path: Path, where: str):
+    existing = tmp_path / "notes.txt"
+    existing.write_text("mine")
+    out = existing if where == "file" else existing / "synth"
+    result = run("synth", out, "--patients", 1, "--rows", 256, "--cols", 192, ok=False)
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 1 and lines[0].startswith(f"Error: {out}: "), result.output
+    assert "is a file, not a folder" in lines[0]
+    assert existing.read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+@pytest.mark.parametrize("flags, flag", [
+    (["--patients", 0], "--patients"), (["--patients", -3], "--patients"), (["--rows", 0], "--rows"),
+    (["--cols", 100], "--cols"), (["--rows", 1024, "--cols", 256], "--rows"),
+    (["--test-fraction", 2], "--test-fraction"), (["--seed", -1], "--seed"),
+    (["--workers", -1], "--workers"),
+])
+def test_synth_impossible_values_are_usage_errors(tmp_path: Path, flags: list, flag: str):
+    result = run("synth", tmp_path / "out", *flags, ok=False)
+    error = result.output.strip().splitlines()[-1]
+    assert result.exit_code == 2 and error.startswith("Error: --") and flag in error, result.output
+    assert "Traceback" not in result.output and not (tmp_path / "out").exists()
+
+
+def test_synth_with_workers_0_runs_in_this_process(tmp_path: Path):
+    assert "wrote 1 patients" in run("synth", tmp_path / "s", "--patients", 1, "--rows", 256, "--cols", 192,
+                                     "--workers", 0).output
+
+
+@pytest.mark.parametrize("command", [
+    ["synth", "OUT"],
+    ["train-classifier", "--data", "DATA", "--out", "OUT"],
+    ["evaluate-classifier", "--checkpoint", "x.ckpt", "--data", "DATA", "--out", "OUT"],
+    ["demo", "--out", "OUT"],
+])
+def test_workers_is_checked_the_same_way_by_every_command(tmp_path: Path, command: list[str]):
+    args = [str(tmp_path / a) if a in ("OUT", "DATA") else a for a in command]
+    result = run(*args, "--workers", -1, ok=False)
+    assert result.exit_code == 2, result.output
+    assert "workers must be 0 or more (0: work in this process), got -1" in result.output
+    assert "Traceback" not in result.output and list(tmp_path.iterdir()) == []
+
+
+# ---- Ctrl-C and the machine's errors: one line, no traceback -----------------------------------
+def _env() -> dict[str, str]:
+    import os
+
+    import mammocad
+
+    src = str(Path(mammocad.__file__).resolve().parents[1])
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+    env["PYTHONPATH"] = os.pathsep.join([src, env.get("PYTHONPATH", "")])
+    return env
+
+
+def test_interrupt_wrapper_is_one_line_and_exit_130(capsys):
+    from mammocad.__main__ import run_interruptible
+
+    def start_up():
+        raise KeyboardInterrupt  # e.g. while the CLI's imports load
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_interruptible(start_up)
+    assert exit_info.value.code == 130
+    assert capsys.readouterr().err.strip() == "mammocad: interrupted"
+
+
+def test_interrupt_during_a_command_is_one_line_and_exit_130(monkeypatch, tmp_path: Path):
+    import mammocad.data.synthetic
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mammocad.data.synthetic, "generate_cbis_ddsm", interrupted)
+    result = run("synth", tmp_path / "s", ok=False)
+    assert result.exit_code == 130
+    assert result.output.strip() == "mammocad: interrupted" and "Aborted" not in result.output
+
+
+def test_ctrl_c_ends_a_running_command_with_one_line(tmp_path: Path):
+    """A real SIGINT (what Ctrl-C sends) while synth renders images, to the whole process group."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "synth"
+    command = [sys.executable, "-m", "mammocad", "synth", str(out), "--patients", "200", "--workers", "1"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 600  # a guard against a hang, not a speed check
+        while not (out / "synth_config.json").exists():  # written just before the first image
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr
+    assert stderr.strip().splitlines()[-1] == "mammocad: interrupted"
+    assert "Traceback" not in stderr + stdout and "KeyboardInterrupt" not in stderr
+
+
+def test_an_os_error_naming_a_file_is_one_line():
+    import click
+
+    from mammocad.cli import _clean_errors
+
+    @_clean_errors
+    def write():
+        raise PermissionError(13, "Permission denied", "/data/out/images.csv")
+
+    with pytest.raises(click.ClickException, match=r"^/data/out/images.csv: Permission denied$"):
+        write()
+
+    @_clean_errors
+    def bug():
+        raise OSError("no file involved")  # not about a file: a bug, kept as a traceback
+
+    with pytest.raises(OSError):
+        bug()
+
+
+def test_third_party_warnings_are_hidden_and_mammocad_ones_are_not():
+    import warnings
+
+    from mammocad.utils.quiet import third_party_warnings_hidden
+
+    @third_party_warnings_hidden
+    def command():
+        for module in ("lightning.pytorch.utilities._pytree", "torch.serialization", "mammocad.train.engine"):
+            warnings.warn_explicit(f"from {module}", DeprecationWarning, f"{module}.py", 1, module=module)
+
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        command()
+    assert [str(w.message) for w in shown] == ["from mammocad.train.engine"]

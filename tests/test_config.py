@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from mammocad.data.splits import SplitScheme
-from mammocad.utils.config import build_configs, click_options, dump_yaml
+from mammocad.utils.config import build_configs, check_workers, click_options, dump_yaml, workers_callback
 from mammocad.utils.errors import DataError
 
 
@@ -80,3 +80,25 @@ def test_tuple_fields_from_yaml_and_flags(tmp_path: Path):
     cfg.write_text("grid: [1, 2, 3]\n")
     with pytest.raises(ValueError, match="expected 2 values"):
         build_configs((A, B), cfg, {})
+
+
+@pytest.mark.parametrize("value", [None, 0, 1, 16])
+def test_check_workers_accepts_none_and_counts(value):
+    assert check_workers(value) == value
+
+
+@pytest.mark.parametrize("value", [-1, -8, True, 1.5, "2"])
+def test_check_workers_refuses_anything_else(value):
+    with pytest.raises(ValueError, match=r"^--jobs must be 0 or more \(0: work in this process\), got "):
+        check_workers(value, "--jobs")
+
+
+def test_workers_callback_is_a_usage_error():
+    @click.command()
+    @click.option("--workers", default=1, callback=workers_callback)
+    def cmd(workers):
+        click.echo(f"workers={workers}")
+
+    assert CliRunner().invoke(cmd, ["--workers", "0"]).output == "workers=0\n"
+    result = CliRunner().invoke(cmd, ["--workers", "-2"])
+    assert result.exit_code == 2 and "Error: --workers must be 0 or more" in result.output and "got -2" in result.output

@@ -319,8 +319,8 @@ def test_pathology_is_learnable_from_the_pixels(cohort: SynthSummary):
 
 # ---- configuration ------------------------------------------------------------------------------
 @pytest.mark.parametrize("bad", [
-    {"patients": 0}, {"image_rows": 100}, {"image_rows": 2000, "image_cols": 300}, {"test_fraction": 1.5},
-    {"workers": 0},
+    {"patients": 0}, {"patients": -3}, {"image_rows": 100}, {"image_rows": 2000, "image_cols": 300},
+    {"test_fraction": 1.5}, {"workers": -1},  # workers 0 is fine: in this process, as for every command
 ])
 def test_config_rejects_impossible_values(bad: dict):
     with pytest.raises(ValueError):

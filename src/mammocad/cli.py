@@ -7,6 +7,7 @@ flags given on the command line win over the file. Research software, not a medi
 from __future__ import annotations
 
 import dataclasses
+import re
 import sys
 import time
 from functools import wraps
@@ -17,7 +18,9 @@ import click
 
 from mammocad import DISCLAIMER, __version__
 from mammocad.utils.config import build_configs, click_options, read_yaml
-from mammocad.utils.errors import DataError
+from mammocad.utils.config import workers_callback
+from mammocad.utils.errors import INTERRUPTED, DataError
+from mammocad.utils.quiet import third_party_warnings_hidden
 
 if TYPE_CHECKING:
     from mammocad.utils.parallel import Failure
@@ -30,7 +33,10 @@ class _Refused(click.ClickException):
 
 
 def _clean_errors(fn: Callable) -> Callable:
-    """Bad input ends the command with its one-line message and exit code 2, no traceback."""
+    """Bad input (a DataError) ends the command with its one-line message and exit code 1, no traceback.
+
+    So does an OSError about a file (a full disk, a missing permission): its file and reason.
+    """
 
     @wraps(fn)
     def wrapper(*args, **kwargs):
@@ -38,6 +44,10 @@ def _clean_errors(fn: Callable) -> Callable:
             return fn(*args, **kwargs)
         except DataError as err:
             raise _Refused(str(err)) from None
+        except OSError as err:  # the machine's, not the input's: a full disk, a permission, ...
+            if err.filename is None:
+                raise
+            raise click.ClickException(f"{err.filename}: {err.strerror or err}") from None
 
     return wrapper
 
@@ -76,7 +86,31 @@ def _finish_batch(summary_line: str, done: int, failures: list[Failure], warning
         sys.exit(EXIT_ITEMS_FAILED)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+
+
+class Interrupted(click.ClickException):
+    """Ctrl-C: one line on stderr and exit code 130, no traceback (click's own says "Aborted!", exit 1)."""
+
+    exit_code = INTERRUPTED
+
+    def __init__(self) -> None:
+        super().__init__("interrupted")
+
+    def show(self, file=None) -> None:
+        click.echo("\nmammocad: interrupted", err=True)
+
+
+class _App(click.Group):
+    """The top-level group: a KeyboardInterrupt in any command becomes :class:`Interrupted`."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise Interrupted() from None
+
+
+@click.group(cls=_App, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="mammocad")
 def app() -> None:
     """mammocad: find and classify breast abnormalities in mammograms (CBIS-DDSM, mini-MIAS).
@@ -103,7 +137,7 @@ def app() -> None:
 @click.option("--rows", default=1024, show_default=True, help="full mammogram height in pixels")
 @click.option("--cols", default=768, show_default=True, help="full mammogram width in pixels")
 @click.option("--test-fraction", default=0.25, show_default=True, help="fraction of patients in the official test CSVs")
-@click.option("--workers", default=2, show_default=True, help="worker processes")
+@click.option("--workers", default=2, show_default=True, callback=workers_callback, help="worker processes")
 @_clean_errors
 def synth(out: Path, patients: int, seed: int, rows: int, cols: int, test_fraction: float, workers: int) -> None:
     """Write a synthetic dataset in CBIS-DDSM format to OUT.
@@ -114,8 +148,13 @@ def synth(out: Path, patients: int, seed: int, rows: int, cols: int, test_fracti
     """
     from mammocad.data.synthetic import SynthConfig, generate_cbis_ddsm
 
-    config = SynthConfig(patients=patients, seed=seed, image_rows=rows, image_cols=cols,
-                         test_fraction=test_fraction, workers=workers)
+    try:
+        config = SynthConfig(patients=patients, seed=seed, image_rows=rows, image_cols=cols,
+                             test_fraction=test_fraction, workers=workers)
+    except ValueError as err:  # the message names SynthConfig fields: say which flags they are
+        flags = {"patients": "--patients", "seed": "--seed", "image_rows": "--rows", "image_cols": "--cols",
+                 "test_fraction": "--test-fraction", "workers": "--workers"}
+        raise click.UsageError(re.sub(r"\b[a-z_]+\b", lambda m: flags.get(m[0], m[0]), str(err))) from None
     summary = generate_cbis_ddsm(out, config)
     click.echo(f"wrote {summary.n_patients} patients, {summary.n_images} mammograms, "
                f"{summary.n_abnormalities} abnormalities to {out}")
@@ -281,9 +320,11 @@ def _train_classes() -> tuple[type, ...]:
 @click.option("--config", "config_file", type=click.Path(path_type=Path), help="YAML file with any of the options below")
 @click.option("--evaluate/--no-evaluate", default=True, show_default=True,
               help="evaluate the best checkpoint on the test split afterwards (into OUT/evaluation)")
-@click.option("--bootstrap", default=1000, show_default=True, help="bootstrap resamples for the evaluation's 95% CIs")
+@click.option("--bootstrap", default=1000, show_default=True, type=click.IntRange(min=1),
+              help="bootstrap resamples for the evaluation's 95% CIs")
 @click_options(*_train_classes())
 @_clean_errors
+@third_party_warnings_hidden
 def train_classifier_command(config_file: Path | None, evaluate: bool, bootstrap: int, **flags) -> None:
     """Train a patch classifier with staged fine-tuning (paper Tables 3-8).
 
@@ -336,11 +377,14 @@ def _print_evaluation(result, out: Path) -> None:
               help="split that fixes the binary threshold (Youden); 'none' for 0.5")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="output folder [default: evaluation-<split> next to the checkpoint's run]")
-@click.option("--batch-size", default=64, show_default=True)
-@click.option("--workers", default=0, show_default=True, help="data loader worker processes")
-@click.option("--bootstrap", default=1000, show_default=True, help="bootstrap resamples for the 95% CIs")
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
+@click.option("--workers", default=0, show_default=True, callback=workers_callback,
+              help="data loader worker processes")
+@click.option("--bootstrap", default=1000, show_default=True, type=click.IntRange(min=1),
+              help="bootstrap resamples for the 95% CIs")
 @click.option("--seed", default=0, show_default=True, help="bootstrap seed")
 @_clean_errors
+@third_party_warnings_hidden
 def evaluate_classifier_command(checkpoint: Path, data: Path, split: str, val_split: str, out: Path | None,
                                 batch_size: int, workers: int, bootstrap: int, seed: int) -> None:
     """Evaluate a trained classifier: ACC, AUC with 95% CIs, confusion matrix, ROC, predictions CSV.
@@ -362,7 +406,7 @@ def evaluate_classifier_command(checkpoint: Path, data: Path, split: str, val_sp
 @click.option("--out", type=click.Path(path_type=Path), default=Path("demo-output"), show_default=True,
               help="folder for everything the demo writes")
 @click.option("--patients", default=60, show_default=True, help="synthetic patients")
-@click.option("--workers", default=2, show_default=True, help="worker processes")
+@click.option("--workers", default=2, show_default=True, callback=workers_callback, help="worker processes")
 @click.option("--seed", default=0, show_default=True, help="random seed")
 @_clean_errors
 def demo(out: Path, patients: int, workers: int, seed: int) -> None:

@@ -54,7 +54,8 @@ from mammocad.data.cbis_ddsm_schema import (
     SERIES_FULL,
     SERIES_ROI_MASK,
 )
-from mammocad.utils.atomic import atomic_path, write_csv, write_json
+from mammocad.utils.atomic import atomic_path, check_output_folder, write_csv, write_json
+from mammocad.utils.config import check_workers
 from mammocad.utils.errors import DataError
 from mammocad.utils.geometry import mask_box
 from mammocad.utils.parallel import map_items
@@ -166,16 +167,17 @@ class SynthConfig:
     def __post_init__(self) -> None:
         if self.patients < 1:
             raise ValueError(f"patients must be >= 1, got {self.patients}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
         if min(self.image_rows, self.image_cols) < MIN_IMAGE_SIZE:
-            raise ValueError(f"image size must be at least {MIN_IMAGE_SIZE} pixels each way, "
+            raise ValueError(f"image_rows and image_cols must be at least {MIN_IMAGE_SIZE} pixels, "
                              f"got {self.image_rows}x{self.image_cols}")
         if not ASPECT_RANGE[0] <= self.image_rows / self.image_cols <= ASPECT_RANGE[1]:
             raise ValueError(f"image_rows / image_cols must be in {list(ASPECT_RANGE)}, "
                              f"got {self.image_rows}x{self.image_cols}")
         if not 0.0 <= self.test_fraction <= 1.0:
             raise ValueError(f"test_fraction must be in [0, 1], got {self.test_fraction}")
-        if self.workers < 1:
-            raise ValueError(f"workers must be >= 1, got {self.workers}")
+        check_workers(self.workers)
 
 
 @dataclass
@@ -218,6 +220,7 @@ def _claim(out_dir: Path, config: SynthConfig) -> None:
     the same patient's files under other study folders), so only a re-run of the same config
     (any ``workers``: same bytes) may write over existing files.
     """
+    check_output_folder(out_dir)
     wanted = {k: v for k, v in dataclasses.asdict(config).items() if k != "workers"}
     manifest = out_dir / MANIFEST
     previous = json.loads(manifest.read_text()) if manifest.is_file() else None

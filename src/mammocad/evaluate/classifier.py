@@ -26,18 +26,32 @@ from mammocad.patches.datasets import PatchDataset
 from mammocad.train.augment import eval_transform
 from mammocad.train.inference import load_classifier, predict_probabilities
 from mammocad.train.tasks import get_task
-from mammocad.utils.atomic import atomic_path
+from mammocad.utils.atomic import atomic_path, check_output_folder
 from mammocad.utils.errors import DataError
 
 PASSTHROUGH = ("patient_id", "image_id", "abnormality", "label", "kind")
 
 
-def _predict_split(model, meta: dict, data: Path, split: str, batch_size: int, workers: int) -> pd.DataFrame | None:
-    """Predictions of one split as a predictions frame, or None when the split has no patch of the task."""
+def _split_dataset(meta: dict, data: Path, split: str) -> PatchDataset | None:
+    """The patches of one split that belong to the task, or None when there is none."""
     task = get_task(meta["task"])
     dataset = PatchDataset(data, split, classes=task.classes, transform=eval_transform(meta["input_size"]))
-    if len(dataset) == 0:
-        return None
+    return dataset if len(dataset) else None
+
+
+def _require_classes(dataset: PatchDataset, meta: dict, data: Path, split: str, needed: int, why: str) -> None:
+    """DataError unless the split holds patches of at least ``needed`` of the task's classes."""
+    names = meta["class_names"]
+    present = sorted({names[t] for t in dataset.targets})
+    if len(present) < needed:
+        task = get_task(meta["task"])
+        raise DataError(data, f"the {split!r} split holds only {'/'.join(present)} patches of task {task.name} "
+                              f"(classes {', '.join(task.class_names)}): {why}")
+
+
+def _predict_split(model, meta: dict, dataset: PatchDataset, split: str, batch_size: int,
+                   workers: int) -> pd.DataFrame:
+    """Predictions of one split as a predictions frame."""
     probs, targets = predict_probabilities(model, dataset, input_size=meta["input_size"], batch_size=batch_size,
                                            workers=workers)
     extra = {column: dataset.frame[column].fillna("").astype(str).tolist() for column in PASSTHROUGH
@@ -57,27 +71,36 @@ def evaluate_classifier(checkpoint: str | Path, data: str | Path, out: str | Pat
     """Evaluate ``checkpoint`` on the ``split`` patches of the patch set ``data``; write into ``out``.
 
     The binary decision threshold is chosen on ``val_split`` of the same patch set (Youden's J)
-    when it has patches of the task, else 0.5; multiclass tasks use the arg-max. DataError when
-    the evaluation split has no patch of the checkpoint's task.
+    when it has patches of the task, else 0.5; multiclass tasks use the arg-max. DataError (and
+    nothing written) when ``out`` cannot be a folder, the checkpoint is unusable, the evaluation
+    split has patches of fewer than two of the task's classes, or a binary task's validation
+    split has patches of one class only (no threshold can be chosen on it).
     """
     checkpoint, data, out = Path(checkpoint), Path(data), Path(out)
+    check_output_folder(out)
     model, meta = load_classifier(checkpoint)
-    test_frame = _predict_split(model, meta, data, split, batch_size, workers)
-    if test_frame is None:
+    test_set = _split_dataset(meta, data, split)
+    if test_set is None:
         raise DataError(data, f"no {split!r} patches for task {meta['task']} "
                               f"(labels {', '.join(get_task(meta['task']).classes)})")
-    val_frame = None
-    if val_split is not None and val_split != split:
-        val_frame = _predict_split(model, meta, data, val_split, batch_size, workers)
+    _require_classes(test_set, meta, data, split, 2, "the AUC needs patches of at least two classes")
+    val_set = _split_dataset(meta, data, val_split) if val_split is not None and val_split != split else None
+    if val_set is not None and len(meta["class_names"]) == 2:
+        _require_classes(val_set, meta, data, val_split, 2,
+                         "the decision threshold (Youden's J) is chosen on both classes; use another "
+                         "validation split, or none (--val-split none) for the fixed threshold 0.5")
+    # Everything is computed before the first file is written: a failure leaves no partial output.
+    test_frame = _predict_split(model, meta, test_set, split, batch_size, workers)
+    val_frame = None if val_set is None else _predict_split(model, meta, val_set, val_split, batch_size, workers)
+    result = evaluate_predictions(test_frame, meta["class_names"], val_frame=val_frame, n_resamples=n_resamples,
+                                  seed=seed)
+    metrics_csv = _run_metrics(checkpoint)
+    curves = None if metrics_csv is None else training_curves_figure(pd.read_csv(metrics_csv))
     for frame in (test_frame, val_frame):
         if frame is not None:
             write_predictions(out / f"predictions_{frame['split'].iloc[0]}.csv", frame)
-    result = evaluate_predictions(test_frame, meta["class_names"], val_frame=val_frame, n_resamples=n_resamples,
-                                  seed=seed)
     write_evaluation(out, result, test_frame)
-    metrics_csv = _run_metrics(checkpoint)
-    if metrics_csv is not None:
-        figure = training_curves_figure(pd.read_csv(metrics_csv))
+    if curves is not None:
         with atomic_path(out / "training_curves.png") as tmp:
-            figure.savefig(tmp, dpi=100)
+            curves.savefig(tmp, dpi=100)
     return result

@@ -84,10 +84,10 @@ def load_torch_file(path: str | os.PathLike, what: str, content: str) -> Any:
 
     ``what`` names the file ("no such weights file"), ``content`` what it should hold ("not a
     readable PyTorch state_dict file"). Any file that is not one (a README, a random pickle, a
-    zip) raises WeightsError naming the file:
-    the unpickler fails with almost any exception type (UnpicklingError, KeyError, IndexError,
-    EOFError, RuntimeError, ...) on foreign bytes, so all of them are caught here. Its warnings
-    about the pickle protocol of such files are not shown.
+    zip) raises WeightsError naming the file: on foreign bytes the unpickler fails with almost
+    any exception type (UnpicklingError, KeyError, IndexError, EOFError, RuntimeError, ...), so
+    all of them are caught here. Its warnings about the pickle protocol of such files are not
+    shown.
     """
     path = Path(path)
     if path.is_dir():

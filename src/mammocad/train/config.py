@@ -13,6 +13,7 @@ from pathlib import Path
 
 from mammocad.models.norms import INPUT_NORMS
 from mammocad.train.tasks import TASKS, get_task
+from mammocad.utils.config import check_workers
 
 PRECISIONS = ("auto", "32", "bf16-mixed", "16-mixed")
 DEFAULT_PHASES = "head:3:1e-3,last_third:3:1e-4,last_two_thirds:3:1e-5"
@@ -84,6 +85,7 @@ class TrainConfig:
         from mammocad.models import get_spec
         from mammocad.train.schedule import parse_phases
 
+        check_workers(self.workers)
         get_task(self.task)
         spec = get_spec(self.model)
         parse_phases(self.phases)

@@ -46,10 +46,14 @@ gradients are synchronised too.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import signal
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import lightning as L
 import pandas as pd
@@ -58,6 +62,7 @@ import yaml
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from mammocad.patches.store import patch_set_fingerprint
 from mammocad.train.allocator import keep_freed_memory
@@ -74,7 +79,7 @@ from mammocad.train.fastpath import (
 from mammocad.train.config import RESUME_FREE, TrainConfig
 from mammocad.train.module import ClassifierModule
 from mammocad.train.tasks import get_task
-from mammocad.utils.atomic import write_json, write_text
+from mammocad.utils.atomic import check_output_folder, write_json, write_text
 from mammocad.utils.config import config_dict, dump_yaml
 from mammocad.utils.errors import DataError
 
@@ -105,7 +110,7 @@ def _read_json(path: Path) -> dict:
 
 def _check_run_folder(config: TrainConfig, data_fingerprint: str) -> Path | None:
     """The checkpoint to resume from (None: a new run); DataError when the folder cannot be used."""
-    out = Path(config.out)
+    out = check_output_folder(config.out)
     last = out / CHECKPOINTS / f"{LAST}.ckpt"
     if not config.resume:
         if any((out / CHECKPOINTS).glob("*.ckpt")):
@@ -166,6 +171,48 @@ def _trainer(config: TrainConfig, out: Path, module: ClassifierModule, device: s
     )
 
 
+# Loggers of Lightning's rank_zero_info lines: "GPU available: ...", "TPU available: ...", the
+# "💡 Tip: ... litlogger / litmodels" adverts, "`Trainer.fit` stopped: ..." (which, printed
+# while the progress bar's last line is open, makes that line appear twice), "Detected
+# KeyboardInterrupt, ...". Lightning's warnings go through the warnings module, not these.
+LIGHTNING_INFO_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero")
+
+
+@contextlib.contextmanager
+def _lightning_info_off() -> Iterator[None]:
+    """Lightning's informational lines off for the duration (the model summary and progress bar stay)."""
+    loggers = [logging.getLogger(name) for name in LIGHTNING_INFO_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+def _fit(trainer: L.Trainer, module: ClassifierModule, data: PatchDataModule, ckpt_path: Path | None) -> None:
+    """``trainer.fit``, with a Ctrl-C left a KeyboardInterrupt.
+
+    Lightning catches the KeyboardInterrupt, shuts down gracefully (the last finished epoch's
+    checkpoints stay: ``resume`` continues from them), ignores SIGINT from then on and calls
+    ``sys.exit(1)``. Here that becomes a KeyboardInterrupt again, so the caller (the CLI: one line,
+    exit code 130) can tell it from other exits, and the SIGINT handler is put back.
+    """
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGINT) if in_main_thread else None
+    try:
+        trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+    except SystemExit:
+        if trainer.interrupted:
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
 def train_classifier(config: TrainConfig, *, progress: bool = True, callbacks: Sequence[Callback] = ()) -> TrainResult:
     """Train (or resume) the run ``config`` describes; see the module docstring for the run folder.
 
@@ -173,7 +220,8 @@ def train_classifier(config: TrainConfig, *, progress: bool = True, callbacks: S
     callbacks (e.g. monitoring). Errors: ``DataError`` (one line, naming the folder) for a patch
     set without the task's train or val patches, a used run folder or a changed resumed config;
     ``ValueError`` for bad settings; ``mammocad.models.WeightsUnavailable`` unchanged when the
-    ImageNet weights are neither cached nor downloadable.
+    ImageNet weights are neither cached nor downloadable; ``KeyboardInterrupt`` after a Ctrl-C
+    (the checkpoints of the epochs finished so far stay, for ``resume``).
     """
     out = Path(config.out)
     data_fingerprint = patch_set_fingerprint(config.data)  # refuses a patch set older than its prepared folder
@@ -198,7 +246,13 @@ def train_classifier(config: TrainConfig, *, progress: bool = True, callbacks: S
                               run_config=config_dict(config))
     # On the CPU a step frees and re-allocates the same activations; keeping that memory in the
     # process saves re-mapping it every step (mammocad.train.allocator).
-    with keep_freed_memory(enabled=device == "cpu") as keeps_freed_memory:
+    with keep_freed_memory(enabled=device == "cpu") as keeps_freed_memory, _lightning_info_off():
+        try:  # before the first file is written: settings this machine cannot run leave no run folder
+            trainer = _trainer(config, out, module, device, precision, resumed=resume_from is not None,
+                               callbacks=callbacks, progress=progress)
+        except (MisconfigurationException, ValueError) as err:  # e.g. --accelerator gpu without a GPU
+            raise DataError(None, f"cannot train with accelerator {config.accelerator!r}, devices {config.devices}, "
+                                  f"strategy {config.strategy!r} here: {err}") from None
         _write_run_files(out, config, {
             "precision": precision, "channels_last": channels_last, "device": device, "cpu_bf16": cpu_supports_bf16(),
             "workers": workers, "strided_depthwise_layers": module.strided_depthwise_layers,
@@ -210,7 +264,5 @@ def train_classifier(config: TrainConfig, *, progress: bool = True, callbacks: S
             "data_fingerprint": data_fingerprint,
             "torch": torch.__version__, "lightning": L.__version__,
         })
-        trainer = _trainer(config, out, module, device, precision, resumed=resume_from is not None,
-                           callbacks=callbacks, progress=progress)
-        trainer.fit(module, datamodule=data, ckpt_path=resume_from)
+        _fit(trainer, module, data, resume_from)
     return _result(out)

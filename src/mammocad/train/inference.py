@@ -36,7 +36,7 @@ def load_classifier(checkpoint: str | Path) -> tuple[Classifier, dict[str, Any]]
     DataError (a ``WeightsError``) for a missing, unreadable or foreign file.
     """
     path = Path(checkpoint)
-    ckpt = load_torch_file(path, "checkpoint", "PyTorch checkpoint")
+    ckpt = load_torch_file(path, "checkpoint", "checkpoint")
     hparams = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
     if (not isinstance(hparams, dict) or not {"model", "task", "input_size", "dropout"} <= set(hparams)
             or not isinstance(ckpt.get("state_dict"), dict)):

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 if TYPE_CHECKING:  # pandas is imported by the writers that need it, not by every importer
     import pandas as pd
 
+from mammocad.utils.errors import DataError
 
 _UMASK_LOCK = threading.Lock()
 
@@ -54,6 +55,23 @@ def process_umask() -> int:
 def file_mode() -> int:
     """The permission bits of a new file: ``0666 & ~umask`` (what ``open(path, "w")`` gives)."""
     return 0o666 & ~process_umask()
+
+
+def check_output_folder(folder: str | Path) -> Path:
+    """``folder`` as a Path; DataError unless it is a folder or can be created as one.
+
+    Call it before the work whose results go there: a path that is a file (or lies below one)
+    then fails at once, with a message saying so, instead of after the work.
+    """
+    folder = Path(folder)
+    existing = next((p for p in (folder, *folder.parents) if p.exists() or p.is_symlink()), None)
+    if existing is None or existing.is_dir():
+        if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+            raise DataError(folder, f"cannot write there: no permission to write in {existing}")
+        return folder
+    if existing == folder:
+        raise DataError(folder, "is a file, not a folder; choose a folder (new or existing) for the output")
+    raise DataError(folder, f"cannot be created: {existing} is a file, not a folder")
 
 
 @contextlib.contextmanager

@@ -76,10 +76,27 @@ def _coerce_tuple(value: Any, tp: Any, where: str) -> tuple:
     return tuple(_coerce(v, t, where) for v, t in zip(value, item_types))
 
 
-def check_workers(workers: int, flag: str = "--workers") -> None:
-    """The one rule for worker counts in every command: an integer >= 0 (0 and 1: in-process)."""
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
-        raise ValueError(f"{flag} must be a whole number >= 0, got {workers!r}")
+WORKERS_RULE = "must be 0 or more (0: work in this process)"
+
+
+def check_workers(value: int | None, name: str = "workers") -> int | None:
+    """The one check of a worker count, for every command: an int >= 0, or None (automatic).
+
+    Raises ValueError naming ``name`` (a field or a flag). Use it in a config's
+    ``__post_init__`` (YAML and flags alike) or, for a plain click option, through
+    :func:`workers_callback`.
+    """
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise ValueError(f"{name} {WORKERS_RULE}, got {value!r}")
+    return value
+
+
+def workers_callback(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
+    """click ``callback=`` of a ``--workers`` option: :func:`check_workers` as a usage error."""
+    try:
+        return check_workers(value, (param.opts or [str(param.name)])[0])
+    except ValueError as err:
+        raise click.UsageError(str(err), ctx) from None
 
 
 def flag_name(field_name: str) -> str:

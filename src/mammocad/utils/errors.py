@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+INTERRUPTED = 130
+"""Exit code of a command ended by Ctrl-C (128 + SIGINT, what shells report for an interrupted program)."""
+
 
 class DataError(Exception):
     """Bad input: a missing file, a corrupt image, a mask that does not fit its image, ...
