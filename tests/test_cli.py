@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from mammocad.cli import app
+from mammocad.demo import MIN_PATIENTS
 
 
 def run(*args: str, ok: bool = True):
@@ -80,7 +81,7 @@ def test_missing_dataset_is_one_clear_line(tmp_path: Path):
 
 def test_demo_runs_end_to_end(tmp_path: Path):
     out = tmp_path / "demo"
-    result = run("demo", "--out", out, "--patients", 24)
+    result = run("demo", "--out", out, "--patients", MIN_PATIENTS)
     assert "research software" in result.output.lower()
     assert (out / "prepared" / "images.csv").is_file()
     for kind in ("small", "large", "seg", "resize512"):

@@ -405,10 +405,12 @@ def evaluate_classifier_command(checkpoint: Path, data: Path, split: str, val_sp
 @app.command()
 @click.option("--out", type=click.Path(path_type=Path), default=Path("demo-output"), show_default=True,
               help="folder for everything the demo writes")
-@click.option("--patients", default=60, show_default=True, help="synthetic patients")
+@click.option("--patients", default=150, show_default=True,
+              help="synthetic patients (at least 40, so that validation and test hold both classes)")
 @click.option("--workers", default=2, show_default=True, callback=workers_callback, help="worker processes")
 @click.option("--seed", default=0, show_default=True, help="random seed")
 @_clean_errors
+@third_party_warnings_hidden
 def demo(out: Path, patients: int, workers: int, seed: int) -> None:
     """Run every stage end to end on a small synthetic CBIS-DDSM (CPU, a few minutes).
 
@@ -419,6 +421,11 @@ def demo(out: Path, patients: int, workers: int, seed: int) -> None:
     """
     import shutil
 
+    from mammocad.demo import MIN_PATIENTS, demo_train_config, split_class_problem
+
+    if patients < MIN_PATIENTS:
+        raise click.UsageError(f"--patients must be at least {MIN_PATIENTS}: fewer can leave the validation or "
+                               f"test split without both benign and malignant lesions")
     from mammocad.data.synthetic import SynthConfig, generate_cbis_ddsm
     from mammocad.evaluate.classifier import evaluate_classifier
     from mammocad.patches.build import build_patches
@@ -427,7 +434,7 @@ def demo(out: Path, patients: int, workers: int, seed: int) -> None:
     from mammocad.patches.store import read_manifest
     from mammocad.preprocess.config import PrepareJob, PreprocessConfig
     from mammocad.preprocess.prepare import run_prepare
-    from mammocad.train.engine import TrainConfig, train_classifier
+    from mammocad.train.engine import train_classifier
 
     click.secho(DISCLAIMER, fg="yellow")
     synth_dir, prepared_dir, patches_dir, run_dir = out / "synthetic", out / "prepared", out / "patches", out / "run"
@@ -445,13 +452,15 @@ def demo(out: Path, patients: int, workers: int, seed: int) -> None:
     click.echo("Table 11/12 (small-context patches per class and split):")
     click.echo(patch_counts(read_manifest(patches_dir / "small")).to_string())
     click.echo(f"[4/5] benign vs malignant classifier on large-context patches -> {run_dir}")
-    # A small CNN from scratch at 64 px: minutes on a CPU, no download. The paper's set-up is
-    # `mammocad train-classifier --model mobilenet_v2 --weights imagenet` (see the README).
+    problem = split_class_problem(read_manifest(patches_dir / "large"))
+    if problem:  # rare above MIN_PATIENTS, but then AUC is undefined: say so instead of a traceback
+        raise click.ClickException(f"{patches_dir / 'large'}: {problem} (seed {seed}, {patients} patients); "
+                                   f"use more --patients or another --seed")
+    # A small CNN from scratch (mammocad.demo.demo_train_config): minutes on a CPU, no download.
+    # The paper's set-up is `mammocad train-classifier --model mobilenet_v2 --weights imagenet`.
     shutil.rmtree(run_dir, ignore_errors=True)
-    config = TrainConfig(data=patches_dir / "large", task="benign_malignant", model="medical_cnn", weights="none",
-                         input_size=64, phases="all:8:1e-3", batch_size=16, workers=0, augment="simple",
-                         seed=seed, out=run_dir)
-    result = train_classifier(config, progress=False)
+    config = demo_train_config(patches_dir / "large", run_dir, seed=seed)
+    result = train_classifier(config)  # one progress bar line per epoch
     evaluation = evaluate_classifier(result.best_checkpoint, config.data, run_dir / "evaluation")
     click.echo("[5/5] evaluation on the test split:")
     _print_evaluation(evaluation, run_dir / "evaluation")

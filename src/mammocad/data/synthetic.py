@@ -82,24 +82,25 @@ ASSESSMENT_P = {  # BI-RADS given pathology (real CSVs: malignant mostly 4-5, BW
     "BENIGN_WITHOUT_CALLBACK": {2: 0.80, 3: 0.12, 4: 0.08},
 }
 # Descriptors given malignancy (key True = MALIGNANT): overlapping on purpose, so pathology is
-# learnable from the pixels but not trivially.
+# learnable from the pixels but not trivially; about one lesion in ten shows the other class's
+# hallmark (e.g. a circumscribed malignant mass), so a demo-sized set still shows learning.
 MASS_SHAPE_P = {
-    True: {"IRREGULAR": 0.60, "ARCHITECTURAL_DISTORTION": 0.15, "LOBULATED": 0.12, "OVAL": 0.08, "ROUND": 0.05},
-    False: {"OVAL": 0.40, "ROUND": 0.28, "LOBULATED": 0.20, "IRREGULAR": 0.08, "ARCHITECTURAL_DISTORTION": 0.04},
+    True: {"IRREGULAR": 0.68, "ARCHITECTURAL_DISTORTION": 0.14, "LOBULATED": 0.10, "OVAL": 0.05, "ROUND": 0.03},
+    False: {"OVAL": 0.45, "ROUND": 0.32, "LOBULATED": 0.17, "IRREGULAR": 0.04, "ARCHITECTURAL_DISTORTION": 0.02},
 }
 MASS_MARGINS_P = {
-    True: {"SPICULATED": 0.50, "ILL_DEFINED": 0.30, "MICROLOBULATED": 0.10, "OBSCURED": 0.07, "CIRCUMSCRIBED": 0.03},
-    False: {"CIRCUMSCRIBED": 0.55, "OBSCURED": 0.25, "ILL_DEFINED": 0.12, "MICROLOBULATED": 0.05, "SPICULATED": 0.03},
+    True: {"SPICULATED": 0.62, "ILL_DEFINED": 0.25, "MICROLOBULATED": 0.08, "OBSCURED": 0.03, "CIRCUMSCRIBED": 0.02},
+    False: {"CIRCUMSCRIBED": 0.65, "OBSCURED": 0.22, "ILL_DEFINED": 0.07, "MICROLOBULATED": 0.04, "SPICULATED": 0.02},
 }
 CALC_TYPE_P = {
-    True: {"PLEOMORPHIC": 0.50, "FINE_LINEAR_BRANCHING": 0.25, "AMORPHOUS": 0.12, "PUNCTATE": 0.10,
-           "ROUND_AND_REGULAR": 0.03},
-    False: {"ROUND_AND_REGULAR": 0.32, "LUCENT_CENTER": 0.28, "PUNCTATE": 0.20, "PLEOMORPHIC": 0.10,
-            "AMORPHOUS": 0.10},
+    True: {"PLEOMORPHIC": 0.55, "FINE_LINEAR_BRANCHING": 0.33, "AMORPHOUS": 0.06, "PUNCTATE": 0.05,
+           "ROUND_AND_REGULAR": 0.01},
+    False: {"ROUND_AND_REGULAR": 0.40, "LUCENT_CENTER": 0.35, "PUNCTATE": 0.15, "PLEOMORPHIC": 0.05,
+            "AMORPHOUS": 0.05},
 }
 CALC_DISTRIBUTION_P = {
-    True: {"CLUSTERED": 0.60, "LINEAR": 0.20, "SEGMENTAL": 0.15, "REGIONAL": 0.05},
-    False: {"CLUSTERED": 0.30, "REGIONAL": 0.30, "DIFFUSELY_SCATTERED": 0.28, "SEGMENTAL": 0.08, "LINEAR": 0.04},
+    True: {"CLUSTERED": 0.65, "LINEAR": 0.20, "SEGMENTAL": 0.12, "REGIONAL": 0.03},
+    False: {"CLUSTERED": 0.30, "REGIONAL": 0.30, "DIFFUSELY_SCATTERED": 0.30, "SEGMENTAL": 0.06, "LINEAR": 0.04},
 }
 LESIONS_PER_BREAST_P = {1: 0.78, 2: 0.16, 3: 0.06}
 TWO_BREASTS_P = 0.2  # patients with abnormalities in both breasts
@@ -128,7 +129,7 @@ MICROLOBULATION = ((14, 17, 20, 23), (0.025, 0.045))  # harmonic orders, amplitu
 MARGIN_BLUR = {"CIRCUMSCRIBED": 0.02, "MICROLOBULATED": 0.03, "SPICULATED": 0.06, "OBSCURED": 0.10,
                "ILL_DEFINED": 0.20}
 MASS_RADIUS = {True: (0.025, 0.06), False: (0.02, 0.055)}  # fraction of image rows
-MASS_CONTRAST = {True: (0.16, 0.28), False: (0.09, 0.20)}  # added brightness, fraction of full scale
+MASS_CONTRAST = {True: (0.20, 0.32), False: (0.13, 0.24)}  # added brightness, fraction of full scale
 CALC_CONTRAST = (0.30, 0.50)
 # Calcification cluster region per distribution: (radius range as fraction of rows, aspect range).
 CALC_REGION = {
@@ -140,12 +141,12 @@ CALC_REGION = {
 }
 # Specks per calcification type: (count range, radius range in speck units, relative brightness).
 CALC_SPECKS = {
-    "PLEOMORPHIC": ((15, 35), (0.5, 1.6), 1.0),
+    "PLEOMORPHIC": ((25, 50), (0.5, 1.6), 1.0),
     "FINE_LINEAR_BRANCHING": ((6, 14), (0.6, 0.9), 1.0),
     "AMORPHOUS": ((15, 35), (0.5, 1.0), 0.4),
     "PUNCTATE": ((8, 25), (0.5, 0.9), 0.9),
-    "ROUND_AND_REGULAR": ((4, 10), (1.5, 2.6), 1.0),
-    "LUCENT_CENTER": ((3, 7), (2.0, 3.2), 1.0),
+    "ROUND_AND_REGULAR": ((3, 8), (2.2, 3.6), 1.0),
+    "LUCENT_CENTER": ((2, 6), (3.0, 4.8), 1.0),
 }
 SPECK_UNIT = 0.0016  # speck radius unit as a fraction of image rows (~1.6 px at 1024 rows)
 GLAND_FRACTION = {1: 0.12, 2: 0.30, 3: 0.50, 4: 0.72}  # share of the breast that is dense tissue
@@ -349,7 +350,7 @@ def plan_lesion(rng: np.random.Generator, kind: str) -> Lesion:
         size=float(size),
         depth=float(rng.uniform(0.3, 0.75)),
         rotation=float(rng.uniform(0, math.pi)),
-        contrast=float(contrast * (0.55 + 0.1125 * (subtlety - 1))),  # subtlety 1 is faint, 5 obvious
+        contrast=float(contrast * (0.7 + 0.075 * (subtlety - 1))),  # subtlety 1 is faint, 5 obvious
         shape_seed=int(rng.integers(2**63)),
     )
 
@@ -725,7 +726,7 @@ def _draw_spicules(size: tuple[int, int], spicules: Sequence[np.ndarray], half: 
     """Spicules on a (size) float32 canvas, tapering from brightness 1 and full width at the root
     to 0.25 and a third of the width at the tip; ``half`` is the canvas centre."""
     layer = np.zeros(size, np.float32)
-    width = max(1.0, 0.03 * radius)
+    width = max(1.0, 0.045 * radius)
     for points in spicules:
         ends = np.round((points + half) * 8).astype(int)  # cv2 fixed point, 3 fractional bits
         for i, level in enumerate((1.0, 0.75, 0.5, 0.25)):
