@@ -27,7 +27,6 @@ from pathlib import Path
 
 from mammocad.data.cbis_ddsm import load_cbis_ddsm
 from mammocad.data.records import ImageRecord, Laterality, RecordTable, View
-from mammocad.data.splits import image_split
 from mammocad.preprocess.pipeline import PreprocessConfig
 from mammocad.preprocess.prepare import PrepareJob, prepare_table
 from mammocad.utils.imageio import read_image, write_png
@@ -55,10 +54,9 @@ def io_floor(table: RecordTable, out: Path, workers: int) -> tuple[float, float]
 
 def timed_prepare(table: RecordTable, out: Path, workers: int) -> tuple[float, float]:
     """(seconds, peak MiB) of the real prepare job."""
-    split_of = image_split(table, "tfds")
     with PeakMemory() as peak:
         started = time.perf_counter()
-        summary = prepare_table(table, split_of, PrepareJob(out=out, workers=workers, figures=0),
+        summary = prepare_table(table, PrepareJob(out=out, workers=workers, figures=0, split_scheme="tfds"),
                                 PreprocessConfig(), progress=False)
         elapsed = time.perf_counter() - started
     if summary.failures:

@@ -208,7 +208,7 @@ def test_bad_prepared_or_out_folder_is_one_clear_error(prepared_small: Path, tmp
         _build(tmp_path / "missing", tmp_path / "out", "large")
     target = tmp_path / "file"
     target.write_text("x")
-    with pytest.raises(DataError, match="existing file"):
+    with pytest.raises(DataError, match="is a file"):
         _build(prepared_small, target, "large")
     assert not (tmp_path / "out").exists()
 

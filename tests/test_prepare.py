@@ -178,7 +178,7 @@ def test_every_image_failing_leaves_no_folder_and_reports_each(synth_small: Path
 def test_out_that_is_a_file_is_refused_before_any_work(synth_small: Path, tmp_path: Path):
     target = tmp_path / "file.txt"
     target.write_text("keep me")
-    with pytest.raises(DataError, match="existing file"):
+    with pytest.raises(DataError, match="is a file"):
         run_prepare(_job(synth_small, target), PreprocessConfig(), progress=False)
     assert target.read_text() == "keep me"
 

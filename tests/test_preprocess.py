@@ -13,6 +13,7 @@ from mammocad.preprocess import steps
 from mammocad.preprocess.figures import before_after_figure
 from mammocad.preprocess.pipeline import Geometry, PreprocessConfig, preprocess
 from mammocad.utils.errors import DataError
+from mammocad.utils.geometry import binary_mask
 
 ROWS, COLS = 300, 200
 LESION_CENTER = (110, 50)  # (row, col): off the horizontal mid-line, so a vertical flip would show
@@ -566,7 +567,7 @@ def test_real_mias_lesion_at_the_top_edge_is_kept(mias_dir):
     assert [np.count_nonzero(m) for m in result.masks] == [np.count_nonzero(m) for m in masks]
     assert result.geometry.crop_top == 0  # the breast reaches the top edge: no row cropped there
     # The breast (the largest blob well above the threshold) is kept in full.
-    tissue = steps.largest_component(cv2.erode(steps.binary_mask(image > 0.3 * image.max()), np.ones((9, 9))))
+    tissue = steps.largest_component(cv2.erode(binary_mask(image > 0.3 * image.max()), np.ones((9, 9))))
     assert kept_in_output(result, tissue > 0).all()
 
 

@@ -98,7 +98,7 @@ def test_run_stage_where_everything_fails_leaves_no_new_folder(tmp_path: Path):
 def test_run_stage_refuses_a_file_as_output(tmp_path: Path):
     target = tmp_path / "file"
     target.write_text("x")
-    with pytest.raises(DataError, match="existing file"):
+    with pytest.raises(DataError, match="is a file"):
         run_stage(target, _items(target, [1]), _square, workers=1, desc="t", progress=False)
 
 

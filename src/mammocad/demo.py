@@ -5,8 +5,8 @@ synthetic CBIS-DDSM (:func:`demo_train_config`): MedicalCNN from scratch at 64 p
 at lr 1e-3 then 4 at 1e-4, horizontal flips. Chosen on validation data of a separate
 synthetic set (seed 100, not a demo seed): flips only, because the full affine augmentation
 learnt too slowly for a 16-epoch budget; the lr drop, because validation AUC of a constant lr
-jumps by +-0.1 between epochs; 64 px, because 96 px scored lower (0.67 vs 0.75 on the same
-data) for 2.25x the pixels (benchmarks/RESULTS.md, "the demo learns"). Its tests train with
+jumps by +-0.1 between epochs; 64 px, because 96 px scored lower on the same
+data for 2.25x the pixels (benchmarks/RESULTS.md, "the demo learns"). Its tests train with
 this same function, so they check the recipe the demo really runs.
 
 Why a minimum: the demo splits patients as `mammocad prepare` does (official train/test from

@@ -38,7 +38,7 @@ from mammocad.patches.types import LesionMask, Patch
 from mammocad.preprocess.pipeline import Geometry, original_frame
 from mammocad.preprocess.prepare import STAGE as PREPARE_STAGE
 from mammocad.preprocess.prepare import geometry_from_row, load_prepared
-from mammocad.utils.atomic import write_csv, write_text
+from mammocad.utils.atomic import check_output_folder, write_csv, write_text
 from mammocad.utils.config import dump_yaml
 from mammocad.utils.errors import DataError
 from mammocad.utils.imageio import read_image
@@ -47,7 +47,6 @@ from mammocad.utils.seeding import generator
 from mammocad.utils.stage import (
     StageItem,
     fingerprint,
-    prepare_output,
     run_stage,
     stage_fingerprint,
     write_reports,
@@ -225,7 +224,7 @@ def build_patches(job: PatchJob, config: Any, *, progress: bool = True) -> Patch
     if not isinstance(config, expected):
         raise TypeError(f"{kind.value} patches need a {expected.__name__}, got {type(config).__name__}")
     out = Path(job.out)
-    prepare_output(out)
+    check_output_folder(out)
     prepared_fingerprint = stage_fingerprint(Path(job.prepared), PREPARE_STAGE,
                                              f"mammocad prepare --out {job.prepared}")
     table, images_frame, _ = load_prepared(job.prepared)

@@ -11,7 +11,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from mammocad.preprocess.pipeline import Preprocessed
-from mammocad.preprocess.steps import binary_mask
+from mammocad.utils.geometry import binary_mask
 
 DISPLAY_ROWS = 1024  # images are shrunk to at most this many rows for drawing: same look, far faster
 MASK_COLORS = ("red", "lime", "cyan", "yellow", "magenta")

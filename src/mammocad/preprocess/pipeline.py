@@ -27,6 +27,7 @@ import numpy as np
 from mammocad.preprocess import steps
 from mammocad.preprocess.config import PreprocessConfig
 from mammocad.utils.errors import DataError
+from mammocad.utils.geometry import binary_mask
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ def preprocess(image: np.ndarray, masks: Sequence[np.ndarray] = (), config: Prep
     norm_full = steps.normalize(image, steps.inner_window(image.shape, fractions))
     breast_full = _find_breast(norm_full, config, source)
     window = steps.crop_window(breast_full, fractions)
-    full_lesions = [steps.binary_mask(m) for m in masks]
+    full_lesions = [binary_mask(m) for m in masks]
     lesions = [np.ascontiguousarray(m[window]) for m in full_lesions]
     _check_not_emptied(lesions, source, "lies entirely in the cropped border (rows/cols without breast)")
     warnings = _crop_warnings(full_lesions, lesions)

@@ -44,7 +44,7 @@ from mammocad.data.splits import SplitScheme, decide_split, images_split, write_
 from mammocad.preprocess.figures import before_after_figure  # noqa: E402
 from mammocad.preprocess.config import PrepareJob, PreprocessConfig  # noqa: E402
 from mammocad.preprocess.pipeline import Geometry, preprocess  # noqa: E402
-from mammocad.utils.atomic import atomic_path, write_csv, write_text  # noqa: E402
+from mammocad.utils.atomic import atomic_path, check_output_folder, write_csv, write_text  # noqa: E402
 from mammocad.utils.config import dump_yaml  # noqa: E402
 from mammocad.utils.errors import DataError  # noqa: E402
 from mammocad.utils.imageio import read_image, write_png  # noqa: E402
@@ -53,7 +53,6 @@ from mammocad.utils.parallel import Failure  # noqa: E402
 from mammocad.utils.stage import (  # noqa: E402
     StageItem,
     fingerprint,
-    prepare_output,
     read_stage,
     run_stage,
     write_reports,
@@ -186,7 +185,7 @@ def _write_manifests(out: Path, table: RecordTable, records: list[dict[str, Any]
 
 def run_prepare(job: PrepareJob, config: PreprocessConfig, *, progress: bool = True) -> PrepareSummary:
     """Prepare every image of ``job.source`` into ``job.out`` (incremental, parallel)."""
-    prepare_output(Path(job.out))
+    check_output_folder(Path(job.out))
     if not Path(job.source).is_dir():
         raise DataError(job.source, "--source is not a folder (a CBIS-DDSM root or a mini-MIAS folder)")
     failures: list[Failure] = []

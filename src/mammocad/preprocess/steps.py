@@ -142,11 +142,6 @@ def to_float(image: np.ndarray) -> np.ndarray:
 
 
 # ---- masks ----------------------------------------------------------------------------------------
-def binary_mask(mask: np.ndarray) -> np.ndarray:
-    """Any mask (bool, 0/1, 0/2, 0/255, uint16, ...) -> uint8 0/255; nonzero means inside."""
-    return (mask != 0).view(np.uint8) * np.uint8(255)
-
-
 def largest_component(mask: np.ndarray) -> np.ndarray:
     """Keep only the largest blob of a 0/255 uint8 mask, holes filled; all zeros if none.
 

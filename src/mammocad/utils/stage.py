@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Generic, Sequence, TypeVar
 
-from mammocad.utils.atomic import write_json, write_rows_csv
+from mammocad.utils.atomic import check_output_folder, write_json, write_rows_csv
 from mammocad.utils.done import is_done, read_done, write_done
 from mammocad.utils.errors import DataError
 from mammocad.utils.parallel import Failure, map_items
@@ -70,17 +70,6 @@ class StageRun:
     warnings: list[Failure]
 
 
-def prepare_output(out: Path, flag: str = "--out") -> bool:
-    """Check that ``out`` can be a stage folder; True when it already existed.
-
-    Nothing is created here: the folder is made only when there is work to write, so a refused
-    run leaves no empty folder behind.
-    """
-    if out.exists() and not out.is_dir():
-        raise DataError(out, f"{flag} is an existing file, not a folder; choose a folder path")
-    return out.is_dir()
-
-
 def _outputs_exist(out: Path, record: dict[str, Any]) -> bool:
     return all((out / f).is_file() for f in record.get("outputs", []))
 
@@ -113,7 +102,7 @@ def run_stage(
     found before (e.g. while loading records); they are reported with the rest.
     """
     out = Path(out)
-    existed = prepare_output(out)
+    existed = check_output_folder(out).is_dir()
     failures = list(failures or ())
     todo = [item for item in items if not is_done(out, item.id, item.fingerprint)]
     skipped = len(items) - len(todo)
