@@ -244,7 +244,7 @@ def test_ctrl_c_ends_a_running_command_with_one_line(tmp_path: Path):
 def test_an_os_error_naming_a_file_is_one_line():
     import click
 
-    from mammocad.cli import _clean_errors
+    from mammocad.cli.common import clean_errors as _clean_errors
 
     @_clean_errors
     def write():
