@@ -236,14 +236,17 @@ def test_an_edited_input_file_redoes_just_that_image(synth_small: Path, tmp_path
 
 
 def test_done_records_carry_the_preprocessing_warnings(synth_small: Path, tmp_path: Path):
-    """A lesion mask reaching into a breast-free border column is cut by the crop: its record says so."""
+    """A lesion mask lying in the background (misregistered) is kept whole and its record says so."""
     from mammocad.utils.done import read_done
 
     table = _table(synth_small)
     victim = next(a.image_id for a in table.abnormalities if a.roi_mask_path)
-    rows, cols = read_image(next(im.image_path for im in table.images if im.image_id == victim)).shape
+    image = read_image(next(im.image_path for im in table.images if im.image_id == victim))
+    rows, cols = image.shape
     mask = np.zeros((rows, cols), np.uint8)
-    mask[rows // 3:rows // 3 + 20, :10] = mask[rows // 3:rows // 3 + 20, cols - 10:] = 255  # both edges
+    # On the darker (breast-free) half's outer edge: in the background.
+    background_left = image[:, : cols // 2].mean() < image[:, cols // 2:].mean()
+    mask[rows // 3:rows // 3 + 20, :10 if background_left else cols - 10:] = 255
     mask_file = tmp_path / "edge_mask.png"
     write_png(mask_file, mask)
     broken = _break(table, victim, abnormality={"roi_mask_path": str(mask_file)})
@@ -252,7 +255,6 @@ def test_done_records_carry_the_preprocessing_warnings(synth_small: Path, tmp_pa
     assert summary.failures == [] and [w.item for w in summary.warnings] == [victim]
     assert victim in (out / "warnings.csv").read_text()
     warnings = read_done(out, victim)["warnings"]
-    # The breast-free side's 1% zone (2 of 288 cols) is cropped: 2 of the 20 mask columns go.
-    assert warnings and all(w.startswith("lesion mask ") and "90.0% of its area kept" in w for w in warnings)
+    assert warnings and all(w.startswith("lesion mask ") and "of its area lies outside the breast" in w for w in warnings)
     others = [im.image_id for im in table.images if im.image_id != victim]
     assert all(read_done(out, image_id)["warnings"] == [] for image_id in others)

@@ -415,16 +415,18 @@ def test_border_crop_never_cuts_the_breast_or_a_lesion_on_it():
     assert np.count_nonzero(full.masks[0]) == np.count_nonzero(lesion)
 
 
-def test_a_lesion_mask_cut_by_the_crop_is_reported():
+def test_a_lesion_mask_in_the_breast_free_border_is_kept_whole_and_reported():
     p = phantom()
     mask = np.zeros_like(p.lesion)
     mask[5:21, 150:160] = 255  # 16 rows in the background, the top 7 in the breast-free top zone (12 rows)
     other = p.lesion
     result = preprocess(p.image, [other, mask], source="scan.dcm")
-    assert result.geometry.crop_top == 12
-    assert np.count_nonzero(result.masks[1]) == 9 * 10
-    assert result.warnings == ["lesion mask 2 of 2: 56.2% of its area kept by the border crop (90 of 160 px; "
-                               "the rest lies in border rows/cols without breast)"]
+    assert result.geometry.crop_top == 5  # the crop stops at the mask's first row
+    assert np.count_nonzero(result.masks[1]) == 16 * 10 and np.count_nonzero(result.masks[0]) == np.count_nonzero(other)
+    # The mask lies wholly in the background: likely not this image's, so it is reported.
+    assert result.warnings == ["lesion mask 2 of 2: 100.0% of its area lies outside the breast (160 of 160 px); "
+                               "check that the mask belongs to this image"]
+    assert preprocess(p.image, [other]).warnings == []
 
 
 # ---- geometry -----------------------------------------------------------------------------------
@@ -488,14 +490,6 @@ def test_image_without_a_large_bright_region_has_no_breast():
     image[100:105, 100:105] = 5000  # smaller than the opening: 0.05 of 300 rows -> 15 px
     with pytest.raises(DataError, match="no breast found: no region above threshold .* 15x15 px opening"):
         preprocess(image, config=PreprocessConfig(open_size=0.05), source="scan.dcm")
-
-
-def test_lesion_in_the_cropped_border_is_reported():
-    p = phantom()
-    mask = np.zeros_like(p.lesion)
-    mask[:5, 50:60] = 255  # inside the top 4% that the crop removes
-    with pytest.raises(DataError, match="ROI mask lies entirely in the cropped border .rows/cols without breast"):
-        preprocess(p.image, [mask], source="scan.dcm")
 
 
 def test_lesion_vanishing_in_the_resize_is_reported():

@@ -11,9 +11,9 @@ Every geometric step (crop, flip, pad, resize) is applied identically to the ima
 breast mask and its lesion masks, so they stay pixel-aligned; :class:`Geometry` records the
 steps and maps coordinates between the input and the output. The breast-mask and flip
 decisions are taken on the image alone, and the breast mask cuts the image only: a lesion
-mask is never clipped by it. The crop never cuts the breast; a lesion mask reaching into
-cropped (breast-free) border rows/cols loses that part, and :attr:`Preprocessed.warnings`
-says so.
+mask is never clipped by it. The crop never cuts the breast or a lesion mask; a lesion mask
+lying mostly outside the breast (a misregistered outline) gets a line in
+:attr:`Preprocessed.warnings`.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ class Preprocessed:
     breast_mask: np.ndarray  # uint8 0/255
     geometry: Geometry
     # One line per problem worth a look that did not stop preprocessing, e.g. a lesion mask
-    # that lost part of its area to the border crop.
+    # lying mostly outside the breast.
     warnings: list[str] = field(default_factory=list)
 
 
@@ -92,24 +92,23 @@ def preprocess(image: np.ndarray, masks: Sequence[np.ndarray] = (), config: Prep
 
     The image is normalised with the darkest and brightest pixels inside the border zone
     (:func:`steps.inner_window`), the breast is found on the whole image, and the crop removes
-    only border-zone rows/cols without breast (:func:`steps.crop_window`). A lesion mask that
-    loses area to the crop (it reaches into those breast-free rows/cols) gets a line in
-    ``warnings`` naming its index and the fraction of its area kept.
+    only border-zone rows/cols without breast or lesion (:func:`steps.crop_window`), so every
+    lesion mask keeps its whole area. A lesion mask lying mostly (> ``MOSTLY_OUTSIDE``) outside
+    the breast gets a line in ``warnings``: the image is blanked there, so it is likely misplaced.
 
     Raises :class:`DataError` (one line) for a non-2-D or empty image, an unsupported pixel
     type, a mask of another shape than the image, an all-zero mask, an image without a
-    breast (e.g. constant), and a lesion mask that the border crop or the resize empties.
+    breast (e.g. constant), and a lesion mask that the resize empties.
     """
     _check_image(image, source)
     _check_masks(image.shape, masks, source)
     fractions = config.crop_fractions
     norm_full = steps.normalize(image, steps.inner_window(image.shape, fractions))
     breast_full = _find_breast(norm_full, config, source)
-    window = steps.crop_window(breast_full, fractions)
     full_lesions = [binary_mask(m) for m in masks]
+    window = steps.crop_window(breast_full, fractions, keep=full_lesions)
     lesions = [np.ascontiguousarray(m[window]) for m in full_lesions]
-    _check_not_emptied(lesions, source, "lies entirely in the cropped border (rows/cols without breast)")
-    warnings = _crop_warnings(full_lesions, lesions)
+    warnings = _outside_breast_warnings(full_lesions, breast_full)
 
     breast = np.ascontiguousarray(breast_full[window])
     tissue = steps.apply_mask(norm_full[window], breast)
@@ -147,14 +146,21 @@ def preprocess(image: np.ndarray, masks: Sequence[np.ndarray] = (), config: Prep
     return Preprocessed(steps.to_uint(enhanced, config.output_bits), lesions, breast, geometry, warnings)
 
 
-def _crop_warnings(full: list[np.ndarray], cropped: list[np.ndarray]) -> list[str]:
-    """One line per lesion mask that the crop cut: its index and the fraction of its area kept."""
+# Above this share of its area outside the breast, a lesion outline is more likely misplaced
+# (CBIS-DDSM has misregistered ROI masks) than drawn a little past the skin line, as the
+# approximate circles of mini-MIAS often are.
+MOSTLY_OUTSIDE = 0.5
+
+
+def _outside_breast_warnings(lesions: list[np.ndarray], breast: np.ndarray) -> list[str]:
+    """One line per lesion mask lying mostly outside the breast mask (its image pixels there are blanked)."""
     lines = []
-    for k, (before, after) in enumerate(zip(full, cropped), start=1):
-        area, kept = cv2.countNonZero(before), cv2.countNonZero(after)
-        if kept < area:
-            lines.append(f"lesion mask {k} of {len(full)}: {kept / area:.1%} of its area kept by the border crop "
-                         f"({kept} of {area} px; the rest lies in border rows/cols without breast)")
+    for k, lesion in enumerate(lesions, start=1):
+        area = cv2.countNonZero(lesion)
+        outside = area - cv2.countNonZero(cv2.bitwise_and(lesion, breast))
+        if outside > MOSTLY_OUTSIDE * area:
+            lines.append(f"lesion mask {k} of {len(lesions)}: {outside / area:.1%} of its area lies outside the "
+                         f"breast ({outside} of {area} px); check that the mask belongs to this image")
     return lines
 
 

@@ -12,7 +12,7 @@ Output folder layout (paths in the manifests are relative to it)::
     splits.json                      the patient-level split, decided on the first run (`mammocad split`
                                      changes it explicitly)
     failures.csv                     one line per image that could not be prepared
-    warnings.csv                     prepared images with something to check (e.g. lesion area lost)
+    warnings.csv                     prepared images with something to check (e.g. a lesion mask mostly outside the breast)
     prepare.yaml                     the configuration that produced the folder
     stage.json                       the folder's fingerprint and the source it was built from
 
@@ -147,7 +147,7 @@ def prepare_image(job: _ImageJob) -> dict[str, Any]:
             "padded_cols": g.padded_shape[1],
         },
         "abnormalities": abnormality_rows,
-        "warnings": list(result.warnings),  # one line each, e.g. a lesion mask cut by the border crop
+        "warnings": list(result.warnings),  # one line each, e.g. a lesion mask mostly outside the breast
         "outputs": [str(image_rel), str(breast_rel)] + [r["prepared_mask"] for r in abnormality_rows if r["prepared_mask"]],
     }
     return record

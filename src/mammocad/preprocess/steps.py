@@ -14,7 +14,7 @@ Conventions used throughout:
 The order in which :mod:`mammocad.preprocess.pipeline` applies them follows the widely used
 CBIS-DDSM pipeline (normalise, breast mask, flip so the chest wall is on the left, CLAHE, pad
 to square, resize), except that the breast mask is found on the full image first and the
-border crop then removes only border rows/cols without breast (the reference pipeline crops a
+border crop then removes only border rows/cols without breast or lesion (the reference pipeline crops a
 fixed 4%/1% first, which cuts tissue and lesions wherever the breast reaches the image edge).
 
 Sizes of structuring elements and distances are given as fractions of the image's longer side
@@ -24,6 +24,7 @@ Sizes of structuring elements and distances are given as fractions of the image'
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import cv2
 import numpy as np
@@ -80,17 +81,23 @@ def inner_window(shape: tuple[int, int], fractions: CropFractions = CropFraction
     )
 
 
-def crop_window(breast: np.ndarray, fractions: CropFractions = CropFractions()) -> tuple[slice, slice]:
-    """The (row slice, col slice) kept by the border crop: no breast pixel is ever cut.
+def crop_window(breast: np.ndarray, fractions: CropFractions = CropFractions(),
+                keep: Sequence[np.ndarray] = ()) -> tuple[slice, slice]:
+    """The (row slice, col slice) kept by the border crop: no breast or ``keep`` pixel is ever cut.
 
-    ``breast``: 0/255 (or bool) breast mask of the full image. At each side, the rows/cols of
-    the border zone (:func:`inner_window`) that hold no breast pixel are cropped, the others
-    kept; nothing outside the zone is cropped. A kept pixel ``(r, c)`` of the input is
-    ``(r - start_row, c - start_col)`` in the crop. An empty mask gives the inner window.
+    ``breast``: 0/255 (or bool) breast mask of the full image; ``keep``: more masks of its shape
+    whose pixels must survive too (the lesion masks: a lesion outline may reach past the skin
+    line). At each side, the rows/cols of the border zone (:func:`inner_window`) that hold no
+    pixel of these masks are cropped, the others kept; nothing outside the zone is cropped. A
+    kept pixel ``(r, c)`` of the input is ``(r - start_row, c - start_col)`` in the crop. Empty
+    masks give the inner window.
     """
     inner_rows, inner_cols = inner_window(breast.shape, fractions)
-    rows_with = np.flatnonzero(breast.any(axis=1))
-    cols_with = np.flatnonzero(breast.any(axis=0))
+    rows_any, cols_any = breast.any(axis=1), breast.any(axis=0)
+    for mask in keep:
+        rows_any |= mask.any(axis=1)
+        cols_any |= mask.any(axis=0)
+    rows_with, cols_with = np.flatnonzero(rows_any), np.flatnonzero(cols_any)
     if rows_with.size == 0:
         return inner_rows, inner_cols
     return (
