@@ -20,12 +20,13 @@ PREDICTION_COLOUR = "#ff00ff"  # magenta: prediction (distinct from green for mo
 
 
 def froc_figure(curves: dict[str, Froc], title: str = "FROC", fp_rates: Sequence[float] = (0.5, 1.0, 2.0)) -> Figure:
-    """Sensitivity against mean false positives per image, one step line per named curve; ``fp_rates`` marked."""
+    """Sensitivity against mean false positives per image, one line per named curve through its operating
+    points (linear between them, as ``Froc.sensitivity_at``); the sensitivities at ``fp_rates`` marked."""
     fig = _figure(5.5, 4.5)
     ax = fig.subplots()
     for name, froc in curves.items():
         at = froc.sensitivity_at(fp_rates)
-        line, = ax.plot(froc.fp_per_image, froc.sensitivity, drawstyle="steps-post",
+        line, = ax.plot(froc.fp_per_image, froc.sensitivity,
                         label=f"{name} (sens. at 1 FP/image {at.get(1.0, np.nan):.2f})")
         ax.plot(list(at), list(at.values()), "o", color=line.get_color(), markersize=4)
     for x in fp_rates:
