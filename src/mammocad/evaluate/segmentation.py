@@ -7,10 +7,15 @@ image's pixel grid (``[row, col]``). Definitions (the paper's Table 2, and the u
   nothing found); exactly one empty: 0.0.
 - **average Dice** of an image: Dice of the union of ALL predicted regions against the union of
   all ground-truth lesions (so every false-positive region lowers it). On an image without a
-  lesion it is 1.0 when nothing is predicted and 0.0 otherwise (the ``dice`` convention).
+  lesion it is 1.0 when nothing is predicted and 0.0 otherwise (the ``dice`` convention; kept
+  in the per-image CSV, but left out of the mean, see below).
 - **max Dice** of an image: the best Dice of a SINGLE predicted region against any single
   ground-truth lesion; 0.0 when nothing is predicted; undefined (NaN) on an image without a
-  lesion, and left out of the mean.
+  lesion.
+- Both Dice means are over the images WITH a lesion, as in the paper's Table 2 (its test images
+  all hold a mass). Images without a lesion (mini-MIAS normals) count in the false positives
+  per image and the FROC only: averaged in, their 1.0-or-0.0 Dice would reward predicting
+  nothing anywhere once normals are the majority.
 - A predicted region **hits** a lesion when their IoU is at least ``iou_threshold`` (default 0.1,
   the lenient overlap criterion of mammography CAD: an outline that covers a tenth of a lesion
   points the reader at it). The criterion is not one-to-one: two regions on one lesion both
@@ -224,7 +229,7 @@ def summarise(results: Sequence[ImageResult], n_resamples: int = 1000, seed: int
               fp_rates: Sequence[float] = FROC_FP_RATES) -> dict[str, Any]:
     """Means over images, pooled sensitivities and FROC points, each with a patient-bootstrap 95% CI.
 
-    ``average_dice``: mean over all images; ``max_dice``: mean over images with a lesion;
+    ``average_dice`` and ``max_dice``: means over the images with a lesion;
     ``false_positives_per_image``; ``sensitivity_iou_0.1`` / ``sensitivity_iou_0.5``: pooled over
     lesions; ``froc_sensitivity_at_<x>_fp``. CIs as ``<name>_ci = [low, high]`` (``None`` when
     undefined), from the same patient resamples for every measure (``patient_resample_weights``).
@@ -236,7 +241,7 @@ def summarise(results: Sequence[ImageResult], n_resamples: int = 1000, seed: int
                            "n_lesions")}
     has_lesion = column["n_lesions"] > 0
     ratios = {  # name: (numerator, denominator) per image; the measure is their weighted sums' ratio
-        "average_dice": (column["average_dice"], np.ones(len(results))),
+        "average_dice": (np.where(has_lesion, column["average_dice"], 0.0), has_lesion.astype(np.float64)),
         "max_dice": (np.where(has_lesion, column["max_dice"], 0.0), has_lesion.astype(np.float64)),
         "false_positives_per_image": (column["false_positives"], np.ones(len(results))),
         f"sensitivity_iou_{IOU_THRESHOLD}": (column["hits_iou_low"], column["n_lesions"]),

@@ -140,8 +140,8 @@ def evaluate_segmenter(predict: Predict, prepared: str | Path, split: str, out: 
 
     ``predict(image, breast)`` takes the prepared image (its file's dtype) and breast mask and
     returns :class:`Instances` on the image's grid. The operating point is chosen on
-    ``val_split`` (None: keep every prediction). DataError when ``out`` cannot be a folder, the
-    split has no image to evaluate, or ``val_split`` has none.
+    ``val_split``'s images with a lesion (None: keep every prediction). DataError when ``out``
+    cannot be a folder, the split has no image to evaluate, or ``val_split`` no image with a lesion.
     """
     prepared, out = Path(prepared), Path(out)
     check_output_folder(out)
@@ -151,10 +151,10 @@ def evaluate_segmenter(predict: Predict, prepared: str | Path, split: str, out: 
                                   f"left out: {left_out})")
     operating_point = OperatingPoint()
     if val_split is not None:
-        val_items, _ = split_images(prepared, val_split, lesion_types)
+        val_items = [item for item in split_images(prepared, val_split, lesion_types)[0] if item.lesions]
         if not val_items:
-            raise DataError(prepared, f"no image of split {val_split!r} to choose the operating point on; "
-                                      "use another validation split, or none (keep every prediction)")
+            raise DataError(prepared, f"no image with a lesion in split {val_split!r} to choose the operating point "
+                                      "on; use another validation split, or none (keep every prediction)")
         operating_point = choose_operating_point(
             [(inst.scores, prefix_average_dice(inst, truth))
              for _, _, truth, inst in _stream(predict, val_items, f"{val_split} (operating point)", progress)])
@@ -178,7 +178,8 @@ def evaluate_segmenter(predict: Predict, prepared: str | Path, split: str, out: 
         "lesion_types": list(lesion_types) if lesion_types else "all",
         "iou_threshold": iou_threshold,
         "images_left_out": left_out,
-        "operating_point": {**asdict(operating_point), "objective": "mean average Dice on the validation split"},
+        "operating_point": {**asdict(operating_point),
+                            "objective": "mean average Dice over the validation images with a lesion"},
         "raw": summarise(raw, n_resamples, seed),
         "after_fp_control": summarise(after, n_resamples, seed),
         "overlays": overlays,

@@ -5,8 +5,9 @@ image's average Dice (all regions together against the lesions). :func:`keep_con
 the ``top_k`` highest-scoring instances among those scoring at least ``min_score``: always the
 m highest-scoring ones for some m. :func:`choose_operating_point` picks ``top_k`` and
 ``min_score`` on the VALIDATION split, maximising the mean average Dice over its images
-(images without a lesion count too: 1.0 when nothing is kept, 0.0 otherwise), so that the
-test split never influences them.
+with a lesion (the paper's measure), so that the test split never influences them. Images
+without a lesion are left out of the choice: with their Dice convention (1.0 when nothing is
+kept, else 0.0) a majority of normal images makes "keep nothing" win, as it did on mini-MIAS.
 """
 
 from __future__ import annotations
@@ -48,9 +49,9 @@ def keep_confident(instances: Instances, top_k: int | None = None, min_score: fl
 
 def choose_operating_point(val_images: Sequence[tuple[np.ndarray, np.ndarray]],
                            top_k_candidates: Sequence[int | None] = TOP_K_CANDIDATES) -> OperatingPoint:
-    """The (top_k, min_score) maximising the mean average Dice over validation images.
+    """The (top_k, min_score) maximising the mean average Dice over validation images with a lesion.
 
-    ``val_images``: per validation image, ``(scores, prefix_dice)``: its instances' scores and
+    ``val_images``: per validation image with a lesion, ``(scores, prefix_dice)``: its instances' scores and
     the (N + 1,) average Dice with its m highest-scoring instances kept, m = 0..N
     (:func:`mammocad.evaluate.segmentation.prefix_average_dice`). Candidate thresholds are 0 and
     every validation score; ties go to the rule keeping the fewest regions (the first ``top_k``
