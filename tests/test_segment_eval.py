@@ -272,3 +272,32 @@ def test_evaluate_segmenter_refuses_bad_requests(prepared_small: Path, tmp_path:
                  "--out", tmp_path / "y", exit_code=2)
     assert "nosuch" in no_val.output and len(no_val.output.strip().splitlines()) == 1
     assert not (tmp_path / "y").exists()
+
+
+def test_evaluate_segmenter_checkpoint_path_uses_load_segmenter(prepared_small: Path, tmp_path: Path, monkeypatch):
+    """--checkpoint goes through mammocad.segment.predict.load_segmenter (part A of issue 11; faked here)."""
+    import sys
+    import types
+
+    loaded = []
+
+    class Segmenter:
+        def predict(self, image):
+            return blob_detector(image, np.ones(image.shape, np.uint8))
+
+    def load_segmenter(checkpoint):
+        loaded.append(Path(checkpoint))
+        return Segmenter()
+
+    monkeypatch.setitem(sys.modules, "mammocad.segment.predict", types.SimpleNamespace(load_segmenter=load_segmenter))
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    checkpoint = run_dir / "checkpoints" / "best.ckpt"
+    checkpoint.write_text("fake")
+    pd.DataFrame({"epoch": [0, 1], "train_loss_epoch": [2.0, 1.0], "val_loss": [2.5, 1.5]}).to_csv(
+        run_dir / "metrics.csv", index=False)
+    run("evaluate-segmenter", "--checkpoint", checkpoint, "--data", prepared_small, "--split", "train",
+        "--lesion-types", "mass", "--out", tmp_path / "eval", "--bootstrap", 20, "--overlays", 0)
+    assert loaded == [checkpoint]
+    assert (tmp_path / "eval" / "loss_curves.png").is_file()
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["segmenter"] == "best.ckpt"
