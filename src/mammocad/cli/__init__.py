@@ -6,7 +6,13 @@ imports only light modules at the top and the heavy ones (torch, Lightning, pand
 its commands, so that ``--help`` answers at once. Research software, not a medical device.
 """
 
+import importlib
+
 from mammocad.cli.common import Interrupted, app
-from mammocad.cli import classify, data, demo, segment_eval  # noqa: F401  (registers the commands on ``app``)
+
+# Each module registers its commands on ``app`` when imported.
+COMMAND_MODULES = ("classify", "data", "demo", "segment_eval")
+for _module in COMMAND_MODULES:
+    importlib.import_module(f"mammocad.cli.{_module}")
 
 __all__ = ["Interrupted", "app"]

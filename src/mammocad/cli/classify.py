@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from mammocad import DISCLAIMER
-from mammocad.cli.common import app, build_command_configs, clean_errors
+from mammocad.cli.common import app, bootstrap_options, build_command_configs, clean_errors
 from mammocad.utils.config import click_options, workers_callback
 from mammocad.utils.quiet import third_party_warnings_hidden
 
@@ -83,9 +83,7 @@ def print_evaluation(result, out: Path) -> None:
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1))
 @click.option("--workers", default=0, show_default=True, callback=workers_callback,
               help="data loader worker processes")
-@click.option("--bootstrap", default=1000, show_default=True, type=click.IntRange(min=1),
-              help="bootstrap resamples for the 95% CIs")
-@click.option("--seed", default=0, show_default=True, help="bootstrap seed")
+@bootstrap_options()
 @clean_errors
 @third_party_warnings_hidden
 def evaluate_classifier_command(checkpoint: Path, data: Path, split: str, val_split: str, out: Path | None,

@@ -55,6 +55,16 @@ def build_command_configs(classes: tuple[type, ...], config_file: Path | None, f
         raise click.UsageError(str(err)) from None
 
 
+def bootstrap_options(what: str = "bootstrap resamples for the 95% CIs") -> Callable:
+    """``--bootstrap N`` and ``--seed S`` of the evaluation commands."""
+
+    def decorate(fn: Callable) -> Callable:
+        fn = click.option("--seed", default=0, show_default=True, help="bootstrap seed")(fn)
+        return click.option("--bootstrap", default=1000, show_default=True, type=click.IntRange(min=1), help=what)(fn)
+
+    return decorate
+
+
 EXIT_ITEMS_FAILED = 1  # a batch command finished the rest, but some items failed (listed, and in failures.csv)
 # Click's own codes: 2 for a usage error or refused input (nothing done); mammocad uses 130 for Ctrl-C.
 

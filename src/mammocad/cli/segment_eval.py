@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from mammocad import DISCLAIMER
-from mammocad.cli.common import Refused, app, clean_errors
+from mammocad.cli.common import Refused, app, bootstrap_options, clean_errors
 from mammocad.utils.quiet import third_party_warnings_hidden
 
 
@@ -34,9 +34,7 @@ def _with_ci(summary: dict, name: str) -> str:
               help="IoU at which a predicted region hits a lesion (false positives, FROC)")
 @click.option("--overlays", default=4, show_default=True, type=click.IntRange(min=0),
               help="prediction-vs-truth overlay figures to write")
-@click.option("--bootstrap", default=1000, show_default=True, type=click.IntRange(min=1),
-              help="patient bootstrap resamples for the 95% CIs")
-@click.option("--seed", default=0, show_default=True, help="bootstrap seed")
+@bootstrap_options("patient bootstrap resamples for the 95% CIs")
 @clean_errors
 @third_party_warnings_hidden
 def evaluate_segmenter_command(checkpoint: Path | None, baseline: str | None, data: Path, split: str, val_split: str,

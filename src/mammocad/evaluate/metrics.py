@@ -281,7 +281,7 @@ class EvaluationResult:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (NaN becomes ``None``); the confusion matrix as rows of true classes."""
-        return _nan_to_none(
+        return nan_to_none(
             {
                 "task": self.task,
                 "class_names": list(self.class_names),
@@ -297,11 +297,12 @@ class EvaluationResult:
         )
 
 
-def _nan_to_none(obj: Any) -> Any:
+def nan_to_none(obj: Any) -> Any:
+    """``obj`` with every float NaN (nested in dicts/lists) replaced by None: JSON has no NaN."""
     if isinstance(obj, dict):
-        return {key: _nan_to_none(value) for key, value in obj.items()}
+        return {key: nan_to_none(value) for key, value in obj.items()}
     if isinstance(obj, list):
-        return [_nan_to_none(value) for value in obj]
+        return [nan_to_none(value) for value in obj]
     return None if isinstance(obj, float) and np.isnan(obj) else obj
 
 

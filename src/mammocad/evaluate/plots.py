@@ -24,7 +24,7 @@ CURVE_METRICS = {"loss": "Loss", "acc": "Accuracy", "auc": "AUC"}
 CURVE_SPLITS = {"train": "train", "val": "validation"}
 
 
-def _figure(width: float, height: float) -> Figure:
+def disclaimer_figure(width: float, height: float) -> Figure:
     """A constrained-layout figure with the disclaimer in a strip along its bottom edge."""
     fig = Figure(figsize=(width, height))
     fig.set_layout_engine(ConstrainedLayoutEngine(rect=(0, 0.06, 1, 0.94)))
@@ -48,7 +48,7 @@ def roc_figure(
     """
     targets = np.asarray(targets)
     probs = np.asarray(probabilities, dtype=np.float64)
-    fig = _figure(5.5, 5.5)
+    fig = disclaimer_figure(5.5, 5.5)
     ax = fig.subplots()
     ax.plot([0, 1], [0, 1], linestyle=":", color="0.6", label="chance")
     if len(class_names) == 2:
@@ -105,7 +105,7 @@ def training_curves_figure(metrics: pd.DataFrame) -> Figure:
     if not panels:
         expected = [f"{split}_{metric}" for metric in CURVE_METRICS for split in CURVE_SPLITS]
         raise ValueError(f"no training-curve columns found; expected some of {expected}")
-    fig = _figure(4.0 * len(panels), 3.8)
+    fig = disclaimer_figure(4.0 * len(panels), 3.8)
     for ax, (metric, lines) in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels.items()):
         for label, column in lines.items():
             values = per_epoch[column].dropna()

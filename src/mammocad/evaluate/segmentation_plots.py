@@ -11,7 +11,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from mammocad.evaluate.plots import _figure
+from mammocad.evaluate.plots import disclaimer_figure
 from mammocad.evaluate.segmentation import Froc
 from mammocad.utils.atomic import atomic_path
 
@@ -22,7 +22,7 @@ PREDICTION_COLOUR = "#ff00ff"  # magenta: prediction (distinct from green for mo
 def froc_figure(curves: dict[str, Froc], title: str = "FROC", fp_rates: Sequence[float] = (0.5, 1.0, 2.0)) -> Figure:
     """Sensitivity against mean false positives per image, one line per named curve through its operating
     points (linear between them, as ``Froc.sensitivity_at``); the sensitivities at ``fp_rates`` marked."""
-    fig = _figure(5.5, 4.5)
+    fig = disclaimer_figure(5.5, 4.5)
     ax = fig.subplots()
     for name, froc in curves.items():
         at = froc.sensitivity_at(fp_rates)
@@ -42,7 +42,7 @@ def overlay_figure(image: np.ndarray, truth: np.ndarray, predicted: np.ndarray, 
 
     ``truth``/``predicted``: (rows, cols) masks, non-zero inside (e.g. the unions of lesions / regions).
     """
-    fig = _figure(5.5, 6.0)
+    fig = disclaimer_figure(5.5, 6.0)
     ax = fig.subplots()
     ax.imshow(image, cmap="gray", interpolation="nearest")
     for mask, colour in ((truth, TRUTH_COLOUR), (predicted, PREDICTION_COLOUR)):
@@ -68,7 +68,7 @@ def loss_curves_figure(metrics: pd.DataFrame) -> Figure:
     columns = [c for c in per_epoch.columns if "loss" in c and not c.endswith("_step") and per_epoch[c].notna().any()]
     if not columns:
         raise ValueError(f"no loss columns in the training metrics (columns: {list(metrics.columns)})")
-    fig = _figure(6.0, 4.0)
+    fig = disclaimer_figure(6.0, 4.0)
     ax = fig.subplots()
     for column in columns:
         values = per_epoch[column].dropna()

@@ -37,7 +37,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from mammocad import DISCLAIMER
-from mammocad.evaluate.metrics import _nan_to_none
+from mammocad.evaluate.metrics import nan_to_none
 from mammocad.evaluate.segmentation import (
     IOU_THRESHOLD,
     ImageResult,
@@ -188,7 +188,7 @@ def evaluate_segmenter(predict: Predict, prepared: str | Path, split: str, out: 
     write_image_results(out / f"per_image_{split}_raw.csv", raw)
     write_image_results(out / f"per_image_{split}.csv", after)
     write_csv(out / f"froc_{split}.csv", _froc_frame(curves))
-    write_json(out / "metrics.json", _nan_to_none(metrics))
+    write_json(out / "metrics.json", nan_to_none(metrics))
     save_figure(froc_figure(curves, title=f"FROC, {split} split ({name})"), out / f"froc_{split}.png")
     if training_metrics is not None:
         save_figure(loss_curves_figure(pd.read_csv(training_metrics)), out / "loss_curves.png")
