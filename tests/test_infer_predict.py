@@ -147,3 +147,16 @@ def test_dicom_input_gets_a_seg_referencing_its_source_and_a_bad_file_is_skipped
     row0, col0, row1, col1 = LESION
     assert mask.shape[:2] == (ROWS, COLS) and mask[row0:row1, col0:col1].all() and mask.sum() == mask[
         row0:row1, col0:col1].sum()
+
+
+def test_cli_predict_refuses_before_any_work(tmp_path: Path):
+    from test_cli import run  # tests/ is on sys.path
+
+    bundle = tiny_bundle(tmp_path / "c.mcad")
+    (tmp_path / "scans").mkdir()
+    cv2.imwrite(str(tmp_path / "scans" / "a.png"), mammogram())
+    none = run("predict", tmp_path / "scans", "--classifier", bundle, "--out", tmp_path / "out", ok=False)
+    assert none.exit_code == 2 and "no region proposals" in none.output and "Traceback" not in none.output
+    empty = run("predict", tmp_path / "out-nothing-here", "--classifier", bundle, "--out", tmp_path / "out", ok=False)
+    assert empty.exit_code == 2 and "no such file or folder" in empty.output
+    assert not (tmp_path / "out").exists()

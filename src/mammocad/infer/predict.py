@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib
+import importlib.util
 import os
 import re
 import time
@@ -165,6 +167,13 @@ class RegionClassifier:
                                   f"malignant class: predict needs a benign/malignant or five-class model")
         self.patches = bundle.large_context
         self.model = bundle.build_classifier()
+        self.cam_layer = _last_conv(self.model)
+        # Grad-CAM needs gradients from the output down to its layer only: with every other weight
+        # frozen, the backward pass stops there (no weight gradients, no pass through the backbone).
+        for parameter in self.model.parameters():
+            parameter.requires_grad_(False)
+        for parameter in self.cam_layer.parameters():
+            parameter.requires_grad_(True)
         self.transform = eval_transform(bundle.input_size)
         self.batch_size = batch_size
         precision = resolve_precision("auto", "cpu")
@@ -196,7 +205,7 @@ class RegionClassifier:
         from pytorch_grad_cam import GradCAM
 
         heat = np.zeros(shape, np.float32)
-        with GradCAM(model=self.model, target_layers=[_last_conv(self.model)]) as cam:
+        with GradCAM(model=self.model, target_layers=[self.cam_layer]) as cam:
             for batch, batch_windows in zip(x.split(self.batch_size), _chunks(windows, self.batch_size)):
                 maps = cam(input_tensor=batch.float(), targets=[_MalignancyTarget(self.malignant)] * len(batch))
                 for m, (row, col, height, width) in zip(maps, batch_windows):
@@ -220,23 +229,27 @@ class _ImageOnly:
         return self.segmenter.predict(image)
 
 
+SEGMENTER_MODULE, BASELINE_MODULE = "mammocad.segment.predict", "mammocad.segment.baselines"
+
+
+def check_segmenter(config: PredictConfig) -> None:
+    """DataError, before any work, when ``config`` names no region source or one this installation lacks."""
+    if config.segmenter is None and config.baseline is None:
+        raise DataError(None, "no region proposals: give --segmenter or --baseline")
+    module = SEGMENTER_MODULE if config.segmenter is not None else BASELINE_MODULE
+    if importlib.util.find_spec(module) is None:
+        raise DataError(config.segmenter, f"needs {module}, which this installation of mammocad lacks")
+    if config.segmenter is not None and not Path(config.segmenter).exists():
+        raise DataError(config.segmenter, "no such segmenter file")
+
+
 def load_segmenter(config: PredictConfig) -> tuple[Segmenter, dict[str, Any]]:
     """The segmenter ``config`` names (a trained one, or a baseline) and its description for the JSON."""
+    check_segmenter(config)
     if config.segmenter is not None:
-        try:
-            from mammocad.segment.predict import load_segmenter as load_trained
-        except ImportError:
-            raise DataError(config.segmenter, "trained segmenters need mammocad.segment.predict, which this "
-                                              "installation lacks; use --baseline blob") from None
-        return _ImageOnly(load_trained(config.segmenter)), {"file": str(config.segmenter)}
-    if config.baseline is not None:
-        try:
-            from mammocad.segment.baselines import brightest_blob
-        except ImportError:
-            raise DataError(None, "the blob baseline needs mammocad.segment.baselines, which this installation "
-                                  "lacks") from None
-        return _Baseline(brightest_blob), {"baseline": config.baseline}
-    raise DataError(None, "no region proposals: give --segmenter or --baseline")
+        trained = importlib.import_module(SEGMENTER_MODULE).load_segmenter(config.segmenter)
+        return _ImageOnly(trained), {"file": str(config.segmenter)}
+    return _Baseline(importlib.import_module(BASELINE_MODULE).brightest_blob), {"baseline": config.baseline}
 
 
 class _Baseline:
@@ -420,10 +433,12 @@ def predict_batch(paths: Sequence[str | Path], config: PredictConfig, *, segment
     out = check_output_folder(config.out)
     bundle = read_bundle(config.classifier)
     _ = bundle.large_context  # refuses a classifier of another patch kind before any work
-    if segmenter is None and config.segmenter is None and config.baseline is None:
-        raise DataError(None, "no region proposals: give --segmenter or --baseline")
     failures: list[Failure] = []
     inputs = collect_inputs(paths, failures)
+    if not inputs and not failures:
+        raise DataError(None, f"no mammogram files (DICOM, PNG, PGM, JPEG, TIFF) in {', '.join(map(str, paths))}")
+    if segmenter is None:
+        check_segmenter(config)
     threads = max(1, (os.cpu_count() or 1) // config.workers) if config.workers > 1 else None
     _RUNTIME = _Runtime(config, bundle, segmenter, {"name": type(segmenter).__name__}, threads)
     out.mkdir(parents=True, exist_ok=True)
