@@ -35,7 +35,7 @@ def demo(out: Path, patients: int, workers: int, seed: int) -> None:
     """
     import shutil
 
-    from mammocad.demo import MIN_PATIENTS, demo_train_config, split_class_problem
+    from mammocad.demo import MIN_PATIENTS, demo_checkpoint, demo_train_config, split_class_problem
 
     if patients < MIN_PATIENTS:
         raise click.UsageError(f"--patients must be at least {MIN_PATIENTS}: fewer can leave the validation or "
@@ -75,7 +75,7 @@ def demo(out: Path, patients: int, workers: int, seed: int) -> None:
     shutil.rmtree(run_dir, ignore_errors=True)
     config = demo_train_config(patches_dir / "large", run_dir, seed=seed)
     result = train_classifier(config)  # one progress bar line per epoch
-    evaluation = evaluate_classifier(result.best_checkpoint, config.data, run_dir / "evaluation")
+    evaluation = evaluate_classifier(demo_checkpoint(result), config.data, run_dir / "evaluation")
     click.echo("[5/5] evaluation on the test split:")
     print_evaluation(evaluation, run_dir / "evaluation")
     report_failures(failures)
