@@ -103,9 +103,11 @@ def _run_metrics(checkpoint: Path) -> Path | None:
     return candidate if candidate.is_file() else None
 
 
-def _predict_members(members: list[tuple[Predictor, Calibration | None]], data: Path, split: str, **options
+def predict_ensemble(members: list[tuple[Predictor, Calibration | None]], data: Path, split: str, **options
                      ) -> tuple[pd.DataFrame, pd.DataFrame] | None:
-    """(ensemble frame, uncalibrated ensemble frame) of ``split``, None when it has no patches."""
+    """Predictions of ``split`` by the ``(predictor, calibration or None)`` members: the mean of their
+    calibrated probabilities, and the same without calibration; None when the split has no patches.
+    ``options``: those of ``predict_split``."""
     raw = [predict_split(predictor, data, split, **options) for predictor, _ in members]
     if raw[0] is None:
         return None
@@ -151,8 +153,8 @@ def evaluate_classifier(checkpoint: str | Path | Sequence[str | Path], data: str
                          "validation split, or none (--val-split none) for the fixed threshold 0.5")
     # Everything is computed before the first file is written: a failure leaves no partial output.
     options = {"batch_size": batch_size, "workers": workers, "tta": tta}
-    test_frame, raw_test = _predict_members(members, data, split, **options)
-    val_frame = None if val_set is None else _predict_members(members, data, val_split, **options)[0]
+    test_frame, raw_test = predict_ensemble(members, data, split, **options)
+    val_frame = None if val_set is None else predict_ensemble(members, data, val_split, **options)[0]
     result = evaluate_predictions(test_frame, meta["class_names"], val_frame=val_frame, n_resamples=n_resamples,
                                   seed=seed)
     raw_scores = raw_test.filter(like="prob_").to_numpy()
