@@ -42,7 +42,7 @@ import json
 import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -134,7 +134,7 @@ class CrossValResult:
 
 
 def _run_fold(train: TrainConfig, cv: CrossValConfig, fold: int, view: Path, fold_dir: Path, train_key: str,
-              predict_key: str, progress: bool) -> pd.DataFrame:
+              predict_key: str, progress: bool, callbacks: Sequence) -> pd.DataFrame:
     """Train (or resume) the fold's members, calibrate, predict the held-out fold; write its predictions."""
     from mammocad.train.engine import train_classifier
 
@@ -143,14 +143,16 @@ def _run_fold(train: TrainConfig, cv: CrossValConfig, fold: int, view: Path, fol
     if done.get("train") == train_key and done.get("predict") == predict_key:
         return read_predictions(predictions_file)[0]
     trained_file = fold_dir / "trained.json"
+    members = [fold_dir / f"member{m}" for m in range(cv.members)]
     if (json.loads(trained_file.read_text()) if trained_file.is_file() else {}).get("train") != train_key:
         for member in fold_dir.glob("member*"):
-            shutil.rmtree(member)  # settings changed: these runs are of another recipe
-    members = []
-    for m in range(cv.members):
-        config = replace(train, data=view, out=fold_dir / f"member{m}", seed=train.seed + m, resume=True)
-        members.append(train_classifier(config, progress=progress).best_checkpoint)
-    write_json(trained_file, {"train": train_key})
+            if done or trained_file.is_file():
+                shutil.rmtree(member)  # settings changed: these runs are of another recipe
+        for m, member in enumerate(members):  # an interrupted run resumes
+            train_classifier(replace(train, data=view, out=member, seed=train.seed + m, resume=True),
+                             progress=progress, callbacks=callbacks)
+        write_json(trained_file, {"train": train_key})
+    members = [member / "checkpoints" / "best.ckpt" for member in members]
     predictors = []
     for checkpoint in members:
         calibration = None if cv.calibration == "none" else calibrate_checkpoint(
@@ -168,9 +170,10 @@ def _workers(train: TrainConfig) -> int:
 
 
 def cross_validate(train: TrainConfig, cv: CrossValConfig, *, progress: bool = False,
-                   log: Callable[[str], None] = lambda line: None) -> CrossValResult:
+                   log: Callable[[str], None] = lambda line: None, callbacks: Sequence = ()) -> CrossValResult:
     """Cross-validate ``train`` (model, task, recipe; ``train.data`` the patch set, ``train.out`` the
-    output folder) as ``cv`` says; see the module docstring. ``log`` receives one line per fold."""
+    output folder) as ``cv`` says; see the module docstring. ``log`` receives one line per fold;
+    ``callbacks``: extra Lightning callbacks of every network's training (``train_classifier``)."""
     out, data = Path(train.out), Path(train.data)
     task = get_task(train.task)
     source = patch_set_fingerprint(data)  # refuses a stale patch set
@@ -190,7 +193,7 @@ def cross_validate(train: TrainConfig, cv: CrossValConfig, *, progress: bool = F
         train_key = _fingerprint({"recipe": recipe, "source": source, "test": sorted(test), "val": sorted(val),
                                   "members": cv.members})
         predict_key = _fingerprint({"tta": cv.tta, "calibration": cv.calibration})
-        frames.append(_run_fold(train, cv, k, view, fold_dir, train_key, predict_key, progress))
+        frames.append(_run_fold(train, cv, k, view, fold_dir, train_key, predict_key, progress, callbacks))
         log(f"fold {k}: {len(test)} test patients, AUC {_auc(frames[-1], task):.3f}")
     pooled = pd.concat(frames, ignore_index=True)
     write_predictions(out / OOF, pooled)
