@@ -6,8 +6,8 @@ network sees at validation), their features (``mammocad.models.features``) are e
 worker processes, a chunk of patches per task, streaming (only the feature table is held), the
 estimator is fitted once (no epochs), and the val split is scored for ``metrics.csv``. The run
 folder has the networks' layout: ``config.yaml``, ``run.json``, ``metrics.csv`` (one row,
-epoch 0) and ``checkpoints/best.ckpt`` = ``last.ckpt``, here joblib files holding the fitted
-estimator, the feature names and the metadata ``load_classifier`` gives for a network.
+epoch 0) and ``checkpoints/best.ckpt`` = ``last.ckpt``, here ``MAGIC`` then a joblib pickle of
+the fitted estimator, the feature names and the metadata ``load_classifier`` gives for a network.
 
 Shape features of the lesion mask are used when every train patch of the task has a mask in
 the manifest (``masks`` column); a model fitted with them refuses patches without one. They are
@@ -42,6 +42,7 @@ from mammocad.utils.imageio import read_image
 from mammocad.utils.parallel import map_items
 
 FORMAT = "mammocad-classical/1"
+MAGIC = b"MAMMOCAD-CLASSICAL-CHECKPOINT\n"  # first bytes of a classical checkpoint, before the joblib pickle
 CHUNK = 32  # patches per worker task
 
 
@@ -108,15 +109,28 @@ class ClassicalPredictor:
             dataset.targets, dtype=np.int64)
 
 
+def is_classical_checkpoint(path: str | Path) -> bool:
+    """True when ``path`` is a file starting with ``MAGIC`` (nothing is unpickled to tell)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(MAGIC)) == MAGIC
+    except OSError:
+        return False
+
+
 def load_classical(path: str | Path) -> ClassicalPredictor:
     """The ``ClassicalPredictor`` of a classical checkpoint; DataError for an unreadable or foreign file."""
     path = Path(path)
+    if not is_classical_checkpoint(path):
+        raise DataError(path, "not a classical mammocad checkpoint")
     try:
-        saved = joblib.load(path)
-    except Exception as err:  # joblib/pickle raise many types on a foreign file
-        raise DataError(path, f"not a mammocad checkpoint ({type(err).__name__}: {err})") from None
+        with open(path, "rb") as f:
+            f.seek(len(MAGIC))
+            saved = joblib.load(f)
+    except Exception as err:  # a damaged file: joblib/pickle raise many types
+        raise DataError(path, f"not a readable classical checkpoint ({type(err).__name__}: {err})") from None
     if not isinstance(saved, dict) or saved.get("format") != FORMAT:
-        raise DataError(path, "not a mammocad checkpoint (neither a network's nor a classical model's)")
+        raise DataError(path, "not a readable classical checkpoint (unknown format)")
     return ClassicalPredictor(saved["estimator"], saved["meta"], saved["use_masks"])
 
 
@@ -139,8 +153,9 @@ class FittedClassical:
         bundle = {"format": FORMAT, "estimator": self.estimator, "meta": self.meta, "use_masks": self.use_masks,
                   "feature_names": feature_names(self.use_masks)}
         for name in ("last", "best"):
-            with atomic_path(checkpoints / f"{name}.ckpt") as tmp:
-                joblib.dump(bundle, tmp)
+            with atomic_path(checkpoints / f"{name}.ckpt") as tmp, open(tmp, "wb") as f:
+                f.write(MAGIC)
+                joblib.dump(bundle, f)
 
 
 def fit_classical(config: TrainConfig, *, progress: bool = False) -> FittedClassical:

@@ -13,7 +13,6 @@ model family (a network's Lightning checkpoint, or a classical model's, see
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -124,12 +123,13 @@ class NetworkPredictor:
 def load_predictor(checkpoint: str | Path) -> Predictor:
     """The ``Predictor`` of a checkpoint written by ``train_classifier``, whatever the model family.
 
-    Networks' checkpoints are torch (zip) files; classical models' are joblib files (read with
-    ``mammocad.train.classical.load_classical``). DataError for a missing or foreign file.
+    Classical models' checkpoints start with a marker (``mammocad.train.classical.MAGIC``; only
+    then is the file unpickled with joblib); anything else is read as a network's torch
+    checkpoint. DataError for a missing or foreign file.
     """
-    path = Path(checkpoint)
-    if path.is_file() and not zipfile.is_zipfile(path):
-        from mammocad.train.classical import load_classical
+    from mammocad.train.classical import is_classical_checkpoint, load_classical
 
+    path = Path(checkpoint)
+    if is_classical_checkpoint(path):
         return load_classical(path)
     return NetworkPredictor(*load_classifier(path))
