@@ -115,13 +115,11 @@ def recipes(args) -> dict[str, tuple[dict, dict, bool]]:
         "a_classical": (classical, {}, False),
         "a_classical_lr": ({**classical, "model": "classical_lr"}, {}, False),
         "b_classical": (classical, {}, False),
-        "a_mobilenet": ({**imagenet, "input_size": args.input_small, "phases": "head:3:1e-3,last_third:9:1e-4"}, {},
-                        True),
-        "a_mobilenet_tta": ({**imagenet, "input_size": args.input_small, "phases": "head:3:1e-3,last_third:9:1e-4"},
+        "a_mobilenet": ({**imagenet, "input_size": args.input_small, "phases": args.phases_small}, {}, True),
+        "a_mobilenet_tta": ({**imagenet, "input_size": args.input_small, "phases": args.phases_small},
                             {"tta": "flips"}, True),
-        "a_probe": ({**imagenet, "input_size": args.input_small, "phases": "head:10:1e-3"}, {}, True),
-        "b_mobilenet": ({**imagenet, "input_size": args.input_large, "phases": "head:5:1e-3,last_third:20:1e-4"}, {},
-                        True),
+        "a_probe": ({**imagenet, "input_size": args.input_small, "phases": args.probe_small}, {}, True),
+        "b_mobilenet": ({**imagenet, "input_size": args.input_large, "phases": args.phases_large}, {}, True),
     }
 
 
@@ -157,6 +155,11 @@ def main() -> None:
     parser.add_argument("--backgrounds", type=int, default=2, help="small-context background patches per mammogram")
     parser.add_argument("--input-small", type=int, default=128, help="model input side for (a), px (patches: 224)")
     parser.add_argument("--input-large", type=int, default=224, help="model input side for (b), px (patches: 224)")
+    parser.add_argument("--phases-small", default="head:3:1e-3,last_third:9:1e-4",
+                        help="MobileNetV2 schedule for (a) (default: the 2026-11-26 recipe)")
+    parser.add_argument("--phases-large", default="head:5:1e-3,last_third:20:1e-4",
+                        help="MobileNetV2 schedule for (b) (default: the 2026-11-26 recipe)")
+    parser.add_argument("--probe-small", default="head:10:1e-3", help="linear-probe schedule for (a)")
     parser.add_argument("--n-resamples", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2, help="processes for prepare / patches / features")
