@@ -194,7 +194,7 @@ def cross_validate(train: TrainConfig, cv: CrossValConfig, *, progress: bool = F
                                   "members": cv.members})
         predict_key = _fingerprint({"tta": cv.tta, "calibration": cv.calibration})
         frames.append(_run_fold(train, cv, k, view, fold_dir, train_key, predict_key, progress, callbacks))
-        log(f"fold {k}: {len(test)} test patients, AUC {_auc(frames[-1], task):.3f}")
+        log(f"fold {k}: {len(test)} test patients, AUC {_auc(frames[-1]):.3f}")
     pooled = pd.concat(frames, ignore_index=True)
     write_predictions(out / OOF, pooled)
     summary = summarise(pooled, task, cv)
@@ -215,7 +215,7 @@ def _scores(frame: pd.DataFrame) -> np.ndarray:
     return probs[:, 1] if probs.shape[1] == 2 else probs
 
 
-def _auc(frame: pd.DataFrame, task: Task) -> float:
+def _auc(frame: pd.DataFrame) -> float:
     return float(weighted_auc(frame["target"].to_numpy(), _scores(frame), np.ones((1, len(frame))))[0])
 
 
@@ -243,12 +243,12 @@ def summarise(pooled: pd.DataFrame, task: Task, cv: CrossValConfig) -> dict:
         result = bootstrap_ci(t, s, metric, n_resamples=cv.bootstrap, seed=cv.fold_seed, groups=groups)
         return _ci([result.low, result.high])
 
-    fold_aucs = [_auc(f, task) for _, f in pooled.groupby("fold", sort=True) if f["target"].nunique() > 1]
+    fold_aucs = [_auc(f) for _, f in pooled.groupby("fold", sort=True) if f["target"].nunique() > 1]
     summary = {
         "task": task.name, "folds": cv.folds, "n_patches": int(len(pooled)),
         "n_patients": int(pooled["patient_id"].nunique()),
         "n_per_class": {n: int((targets == k).sum()) for k, n in enumerate(task.class_names)},
-        "auc": round(_auc(pooled, task), 4), "auc_ci_patients": ci(weighted_auc),
+        "auc": round(_auc(pooled), 4), "auc_ci_patients": ci(weighted_auc),
         "auc_ci_patches": ci(weighted_auc, groups=None),
         "fold_aucs": _ci(fold_aucs), "fold_auc_mean": round(float(np.mean(fold_aucs)), 4),
         "fold_auc_sd": round(float(np.std(fold_aucs, ddof=1)), 4) if len(fold_aucs) > 1 else None,
