@@ -55,7 +55,7 @@ def offline(monkeypatch, tmp_path):
 # --- registry ------------------------------------------------------------------------------------
 
 def test_registry_lists_models_with_their_specs():
-    assert list_classifiers() == sorted(MODELS)
+    assert list_classifiers() == sorted(MODELS + ["classical", "classical_lr"])
     for name in MODELS:
         spec = get_spec(name)
         assert spec.input_size == (299 if name in ("inception_v3", "xception") else 224)

@@ -173,6 +173,27 @@ def weighted_accuracy(
     return (weights @ correct) / weights.sum(axis=1)
 
 
+def weighted_brier(targets: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Brier score for each row of (R, N) non-negative sample ``weights``: (R,) values, lower is better.
+
+    (N,) binary scores: mean squared difference between the class-1 score and the 0/1 target,
+    in [0, 1] (scikit-learn's ``brier_score_loss``). (N, C) probabilities: mean over samples of
+    the summed squared differences to the one-hot target, in [0, 2] (Brier's original definition).
+    """
+    if scores.ndim == 1:
+        squared = (scores - targets) ** 2
+    else:
+        squared = ((scores - np.eye(scores.shape[1])[targets]) ** 2).sum(axis=1)
+    return (weights @ squared) / weights.sum(axis=1)
+
+
+def brier_score(targets: Sequence[int] | np.ndarray, scores: Sequence[float] | np.ndarray) -> float:
+    """The Brier score of (N,) class-1 scores or (N, C) probabilities (see ``weighted_brier``)."""
+    scores_arr = _scores(scores, len(targets))
+    targets = _targets(targets, _n_classes(scores_arr))
+    return float(weighted_brier(targets, scores_arr, np.ones((1, len(targets))))[0])
+
+
 def _weighted_binary_auc(is_positive: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """ROC AUC (ties count one half, as in scikit-learn) for each row of (R, N) weights; (R,)."""
     order = np.argsort(scores, kind="stable")
@@ -210,6 +231,53 @@ class BootstrapCI:
     n_skipped: int
 
 
+def _resampling_weights(rng: np.random.Generator, codes: np.ndarray, n_groups: int, size: int) -> np.ndarray:
+    """(size, N) count weights: ``n_groups`` groups drawn with replacement; a sample weighs its group's count."""
+    counts = rng.multinomial(n_groups, np.full(n_groups, 1.0 / n_groups), size=size).astype(np.float64)
+    return counts[:, codes]
+
+
+def _bootstrap_values(targets: np.ndarray, n_classes: int, statistic: Callable[[np.ndarray], np.ndarray],
+                      groups: Sequence | np.ndarray | None, n_resamples: int, seed: int) -> np.ndarray:
+    """``statistic(weights)`` of the kept resamples: (R', N) weights -> (R',) values, concatenated."""
+    n = len(targets)
+    if n == 0:
+        raise ValueError("cannot bootstrap an empty sample")
+    if groups is None:
+        codes, n_groups = np.arange(n), n
+    else:
+        if len(groups) != n:
+            raise ValueError(f"groups must have one entry per sample ({n}), got {len(groups)}")
+        codes, uniques = pd.factorize(np.asarray(groups))
+        n_groups = len(uniques)
+    present = np.flatnonzero(np.bincount(targets, minlength=n_classes))
+    one_hot = (targets[:, None] == present[None, :]).astype(np.float64)  # (N, K) present classes
+    rng = np.random.default_rng(seed)
+    chunk = max(1, _BOOTSTRAP_CHUNK_ELEMENTS // n)
+    values = []
+    for start in range(0, n_resamples, chunk):
+        weights = _resampling_weights(rng, codes, n_groups, min(chunk, n_resamples - start))
+        kept = weights[((weights @ one_hot) > 0).all(axis=1)]
+        if len(kept):
+            result = np.asarray(statistic(kept), dtype=np.float64)
+            if result.shape != (len(kept),):
+                raise ValueError(f"metric_fn must return one value per weight row ({len(kept)},), got {result.shape}")
+            values.append(result)
+    return np.concatenate(values) if values else np.empty(0)
+
+
+def _percentiles(values: np.ndarray, level: float) -> tuple[float, float]:
+    if not len(values):
+        return float("nan"), float("nan")
+    low, high = np.percentile(values, [50 * (1 - level), 50 * (1 + level)])
+    return float(low), float(high)
+
+
+def _check_bootstrap(level: float, n_resamples: int) -> None:
+    if not 0 < level < 1 or n_resamples < 1:
+        raise ValueError(f"need 0 < level < 1 and n_resamples >= 1, got level={level}, n_resamples={n_resamples}")
+
+
 def bootstrap_ci(
     targets: Sequence[int] | np.ndarray,
     scores: Sequence[float] | np.ndarray,
@@ -217,47 +285,79 @@ def bootstrap_ci(
     n_resamples: int = 1000,
     seed: int = 0,
     level: float = 0.95,
+    groups: Sequence | np.ndarray | None = None,
 ) -> BootstrapCI:
     """Percentile bootstrap confidence interval of a metric.
 
     Plain (unstratified) resampling: each resample draws N samples with replacement from all N,
-    expressed as (R, N) count weights (multinomial, N draws, equal probabilities). A resample that
-    lacks a class present in ``targets`` is skipped and counted in ``n_skipped``, so every kept
-    resample is evaluated on the same classes as the point estimate. The interval is the
-    ``(1 - level) / 2`` and ``(1 + level) / 2`` quantiles of the kept resamples' metric values.
+    expressed as (R, N) count weights (multinomial, N draws, equal probabilities). With
+    ``groups`` ((N,) labels, e.g. patient ids) whole groups are resampled instead (a cluster
+    bootstrap): G groups drawn with replacement from the G distinct labels, each sample weighing
+    its group's draw count, the honest interval when samples of one group are correlated (the
+    patches of one woman). A resample that lacks a class present in ``targets`` is skipped and
+    counted in ``n_skipped``, so every kept resample is evaluated on the same classes as the
+    point estimate. The interval is the ``(1 - level) / 2`` and ``(1 + level) / 2`` quantiles of
+    the kept resamples' metric values.
 
     ``targets``: (N,) class indices. ``scores``: (N,) binary positive scores or (N, C)
     probabilities. ``metric_fn(targets, scores, weights)`` maps (R, N) weights to (R,) metric
     values, e.g. ``weighted_auc`` or ``functools.partial(weighted_accuracy, threshold=t)``.
-    Deterministic for a given ``seed``; metrics bootstrapped with the same seed and data share
-    their resamples.
+    Deterministic for a given ``seed``; metrics bootstrapped with the same seed, data and
+    groups share their resamples.
     """
-    if not 0 < level < 1 or n_resamples < 1:
-        raise ValueError(f"need 0 < level < 1 and n_resamples >= 1, got level={level}, n_resamples={n_resamples}")
-    n = len(targets)
-    scores_arr = _scores(scores, n)
+    _check_bootstrap(level, n_resamples)
+    scores_arr = _scores(scores, len(targets))
     targets = _targets(targets, _n_classes(scores_arr))
-    if n == 0:
-        raise ValueError("cannot bootstrap an empty sample")
-    present = np.flatnonzero(np.bincount(targets, minlength=_n_classes(scores_arr)))
-    one_hot = (targets[:, None] == present[None, :]).astype(np.float64)  # (N, K) present classes
-    rng = np.random.default_rng(seed)
-    chunk = max(1, _BOOTSTRAP_CHUNK_ELEMENTS // n)
-    values = []
-    for start in range(0, n_resamples, chunk):
-        weights = rng.multinomial(n, np.full(n, 1.0 / n), size=min(chunk, n_resamples - start)).astype(np.float64)
-        kept = weights[((weights @ one_hot) > 0).all(axis=1)]
-        if len(kept):
-            result = np.asarray(metric_fn(targets, scores_arr, kept), dtype=np.float64)
-            if result.shape != (len(kept),):
-                raise ValueError(f"metric_fn must return one value per weight row ({len(kept)},), got {result.shape}")
-            values.append(result)
-    kept_values = np.concatenate(values) if values else np.empty(0)
-    if len(kept_values):
-        low, high = np.percentile(kept_values, [50 * (1 - level), 50 * (1 + level)])
-    else:
-        low = high = float("nan")
-    return BootstrapCI(float(low), float(high), level, n_resamples, n_resamples - len(kept_values))
+    values = _bootstrap_values(targets, _n_classes(scores_arr), lambda w: metric_fn(targets, scores_arr, w), groups,
+                               n_resamples, seed)
+    low, high = _percentiles(values, level)
+    return BootstrapCI(low, high, level, n_resamples, n_resamples - len(values))
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """``metric(b) - metric(a)`` on the same samples, with its paired percentile bootstrap interval.
+
+    ``fraction_above_0``: share of the kept resamples where b beat a.
+    """
+
+    difference: float
+    low: float
+    high: float
+    fraction_above_0: float
+    level: float
+    n_resamples: int
+    n_skipped: int
+
+
+def paired_bootstrap_difference(
+    targets: Sequence[int] | np.ndarray,
+    scores_a: Sequence[float] | np.ndarray,
+    scores_b: Sequence[float] | np.ndarray,
+    metric_fn: WeightedMetric,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+    groups: Sequence | np.ndarray | None = None,
+) -> PairedDifference:
+    """Difference ``metric(b) - metric(a)`` of two sets of scores of the same samples, with a paired CI.
+
+    Each resample (as ``bootstrap_ci``: samples, or whole ``groups`` when given) weighs both
+    score sets the same way, so the interval reflects only how the two differ on the same
+    patients. Point estimate: the difference on all samples.
+    """
+    _check_bootstrap(level, n_resamples)
+    a, b = _scores(scores_a, len(targets)), _scores(scores_b, len(targets))
+    if a.shape != b.shape:
+        raise ValueError(f"the two score sets differ in shape: {a.shape} vs {b.shape}")
+    targets = _targets(targets, _n_classes(a))
+    ones = np.ones((1, len(targets)))
+    point = float(metric_fn(targets, b, ones)[0] - metric_fn(targets, a, ones)[0])
+    deltas = _bootstrap_values(targets, _n_classes(a), lambda w: metric_fn(targets, b, w) - metric_fn(targets, a, w),
+                               groups, n_resamples, seed)
+    low, high = _percentiles(deltas, level)
+    above = float((deltas > 0).mean()) if len(deltas) else float("nan")
+    return PairedDifference(point, low, high, above, level, n_resamples, n_resamples - len(deltas))
 
 
 @dataclass(frozen=True)
@@ -319,8 +419,9 @@ def evaluate_predictions(
     (Youden's J) when given, else the fixed 0.5; accuracy, sensitivity, specificity and the
     confusion table use it. Multiclass: decisions are the argmax and ``val_frame`` is only checked.
     Both frames must have exactly ``class_names`` (in this order) as their ``prob_`` columns.
-    ``accuracy_ci`` and ``auc_ci`` come from ``bootstrap_ci`` with ``n_resamples`` and ``seed``
-    (95% level; both intervals share their resamples).
+    ``brier`` is the Brier score (``weighted_brier``: of the class-1 score for binary tasks).
+    ``accuracy_ci``, ``auc_ci`` and ``brier_ci`` come from ``bootstrap_ci`` with ``n_resamples``
+    and ``seed`` (95% level; the intervals share their resamples).
     """
     names = tuple(str(name) for name in class_names)
     for split_frame in (test_frame, val_frame):
@@ -343,12 +444,15 @@ def evaluate_predictions(
         metrics = multiclass_metrics(targets, probs, names)
         accuracy_fn = weighted_accuracy
         predicted = predicted_classes(probs)
-    acc_ci, auc_ci = (
-        bootstrap_ci(targets, scores, fn, n_resamples=n_resamples, seed=seed) for fn in (accuracy_fn, weighted_auc)
+    acc_ci, auc_ci, brier_ci = (
+        bootstrap_ci(targets, scores, fn, n_resamples=n_resamples, seed=seed)
+        for fn in (accuracy_fn, weighted_auc, weighted_brier)
     )
     metrics.update(
         accuracy_ci=[acc_ci.low, acc_ci.high],
         auc_ci=[auc_ci.low, auc_ci.high],
+        brier=brier_score(targets, scores),
+        brier_ci=[brier_ci.low, brier_ci.high],
         bootstrap={
             "method": "percentile; plain resampling of samples with replacement",
             "n_resamples": n_resamples,

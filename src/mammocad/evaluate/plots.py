@@ -1,4 +1,4 @@
-"""ROC curves, training curves (like the paper's Figure 2) and the evaluation files of one split.
+"""ROC curves, reliability diagrams, training curves (like the paper's Figure 2) and the evaluation files of one split.
 
 Figures use matplotlib's object API (no pyplot state) and carry the research-software note.
 """
@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.layout_engine import ConstrainedLayoutEngine
+from sklearn.calibration import calibration_curve
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from mammocad import DISCLAIMER
@@ -74,6 +75,34 @@ def roc_figure(
     return fig
 
 
+def reliability_figure(targets: Sequence[int] | np.ndarray, probabilities: np.ndarray, class_names: Sequence[str],
+                       title: str, bins: int = 10) -> Figure:
+    """Reliability diagram: observed frequency against predicted probability, in ``bins`` equal-width bins.
+
+    Two classes: the fraction of class-1 samples against the mean class-1 probability per bin.
+    More classes: the accuracy of the arg-max against its mean confidence (top-label
+    calibration). A perfectly calibrated model lies on the diagonal; the lower panel counts the
+    samples per bin.
+    """
+    targets = np.asarray(targets)
+    probs = np.asarray(probabilities, dtype=np.float64)
+    if len(class_names) == 2:
+        observed, scores, what = targets == 1, probs[:, 1], f"P({class_names[1]})"
+    else:
+        observed, scores, what = probs.argmax(axis=1) == targets, probs.max(axis=1), "confidence (top class)"
+    fraction, mean_predicted = calibration_curve(observed, scores, n_bins=bins, strategy="uniform")
+    fig = disclaimer_figure(5.5, 6.5)
+    ax, hist = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": (3, 1)})
+    ax.plot([0, 1], [0, 1], linestyle=":", color="0.6", label="perfectly calibrated")
+    ax.plot(mean_predicted, fraction, marker="o", label="model")
+    ax.set(xlim=(0, 1), ylim=(0, 1.01), title=title, ylabel="observed frequency" if len(class_names) == 2
+           else "accuracy")
+    ax.legend(loc="upper left", fontsize=8)
+    hist.hist(scores, bins=bins, range=(0, 1), color="0.5")
+    hist.set(xlabel=f"predicted {what}", ylabel="samples")
+    return fig
+
+
 def _curve_column(per_epoch: pd.DataFrame, split: str, metric: str) -> str | None:
     """The logged column for ``split``/``metric``: Lightning's ``<name>_epoch`` if present, else ``<name>``."""
     for column in (f"{split}_{metric}_epoch", f"{split}_{metric}"):
@@ -116,23 +145,26 @@ def training_curves_figure(metrics: pd.DataFrame) -> Figure:
 
 
 def write_evaluation(out_dir: str | Path, result: EvaluationResult, test_frame: pd.DataFrame) -> dict[str, Path]:
-    """Write ``metrics.json``, ``confusion.csv`` and ``roc.png`` for ``result`` into ``out_dir``, atomically.
+    """Write ``metrics.json``, ``confusion.csv``, ``roc.png`` and ``reliability.png`` for ``result``, atomically.
 
     ``test_frame`` holds the predictions ``result`` was computed from (for the ROC curve).
     ``confusion.csv`` has a first column ``true`` followed by one column per predicted class.
-    Returns the written paths by file kind (``metrics``, ``confusion``, ``roc``).
+    Returns the written paths by file kind (``metrics``, ``confusion``, ``roc``, ``reliability``).
     """
     out = Path(out_dir)
-    paths = {"metrics": out / "metrics.json", "confusion": out / "confusion.csv", "roc": out / "roc.png"}
+    paths = {"metrics": out / "metrics.json", "confusion": out / "confusion.csv", "roc": out / "roc.png",
+             "reliability": out / "reliability.png"}
     write_json(paths["metrics"], result.to_dict())
     write_csv(paths["confusion"], result.confusion.reset_index())
-    fig = roc_figure(
-        test_frame["target"].to_numpy(),
-        probability_matrix(test_frame, result.class_names),
-        result.class_names,
-        title=f"ROC ({result.task}, n = {len(test_frame)})",
-        threshold=result.threshold,
-    )
-    with atomic_path(paths["roc"]) as tmp:
-        fig.savefig(tmp, dpi=100)
+    targets, probs = test_frame["target"].to_numpy(), probability_matrix(test_frame, result.class_names)
+    figures = {
+        "roc": roc_figure(targets, probs, result.class_names, title=f"ROC ({result.task}, n = {len(test_frame)})",
+                          threshold=result.threshold),
+        "reliability": reliability_figure(
+            targets, probs, result.class_names,
+            title=f"Reliability (Brier {result.metrics['brier']:.3f}, n = {len(test_frame)})"),
+    }
+    for name, fig in figures.items():
+        with atomic_path(paths[name]) as tmp:
+            fig.savefig(tmp, dpi=100)
     return paths

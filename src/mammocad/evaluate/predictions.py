@@ -152,3 +152,31 @@ def read_predictions(path: str | Path) -> tuple[pd.DataFrame, tuple[str, ...]]:
         return frame, validate_predictions(frame)
     except (OSError, ValueError) as err:  # pandas parse errors are ValueErrors
         raise DataError(path, f"not a valid predictions CSV: {err}") from err
+
+
+def average_predictions(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """The ensemble of several models' predictions of the same samples: the mean of their probabilities.
+
+    Every frame must hold the same samples (``split``, ``sample_id``, in any order) with the same
+    targets and class names; the result has the first frame's rows, row order and passthrough
+    columns, with each ``prob_`` column the unweighted mean of the members' (so rows still sum
+    to 1). ValueError when the members do not match.
+    """
+    if not frames:
+        raise ValueError("an ensemble needs at least one member")
+    first = frames[0]
+    names = validate_predictions(first)
+    key = ["split", "sample_id"]
+    total = probability_matrix(first, names).copy()
+    for k, member in enumerate(frames[1:], start=1):
+        if validate_predictions(member) != names:
+            raise ValueError(f"member {k} has classes {list(class_names_of(member))}, expected {list(names)}")
+        aligned = member.set_index(key).reindex(pd.MultiIndex.from_frame(first[key]))
+        if len(member) != len(first) or aligned["target"].isna().any():
+            raise ValueError(f"member {k} does not predict the same samples as member 0")
+        if (aligned["target"].to_numpy() != first["target"].to_numpy()).any():
+            raise ValueError(f"member {k} has other targets for the same samples than member 0")
+        total += probability_matrix(aligned, names)
+    out = first.copy()
+    out[[prob_column(n) for n in names]] = total / len(frames)
+    return out

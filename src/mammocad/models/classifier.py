@@ -51,19 +51,29 @@ class ModelSpec:
     ``input_norm``: key of ``INPUT_NORMS`` that its ImageNet weights expect (also used for random
     init, so "none" and "imagenet" runs see the same input). ``imagenet_url``: the torch hub URL
     of its ImageNet weights, None when there are none.
+
+    A *classical* model (hand-crafted features -> scikit-learn estimator, see
+    ``mammocad.models.classical``) has ``build_estimator(seed, balanced) -> estimator`` instead
+    of ``build_backbone`` (None); it is trained by ``mammocad.train.classical``.
     """
 
     name: str
-    build_backbone: Callable[[], Backbone]
+    build_backbone: Callable[[], Backbone] | None
     input_size: int
     min_input_size: int
     input_norm: str
     imagenet_url: str | None
     reference: str
+    build_estimator: Callable[[int, bool], object] | None = None
 
     @property
     def supports_imagenet(self) -> bool:
         return self.imagenet_url is not None
+
+    @property
+    def is_classical(self) -> bool:
+        """True for a feature-based scikit-learn model (no torch network)."""
+        return self.build_estimator is not None
 
 
 def norm_stats(norm: str) -> tuple[tuple[float, float, float], tuple[float, float, float]]:

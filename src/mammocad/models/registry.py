@@ -36,6 +36,25 @@ def register_classifier(name: str, *, input_size: int, min_input_size: int, inpu
     return decorator
 
 
+def register_classical(name: str, *, input_size: int, reference: str = "",
+                       ) -> Callable[[Callable[[int, bool], object]], Callable[[int, bool], object]]:
+    """Decorator registering ``build_estimator(seed, balanced) -> scikit-learn estimator`` under ``name``.
+
+    A classical model reads hand-crafted features of the patch resized to ``input_size`` px
+    (``mammocad.models.features``); ``balanced``: weight the classes by inverse frequency.
+    """
+
+    def decorator(build_estimator: Callable[[int, bool], object]) -> Callable[[int, bool], object]:
+        if name in MODEL_SPECS:
+            raise ValueError(f"classifier {name!r} is already registered")
+        MODEL_SPECS[name] = ModelSpec(name=name, build_backbone=None, input_size=input_size, min_input_size=16,
+                                      input_norm="imagenet", imagenet_url=None, reference=reference,
+                                      build_estimator=build_estimator)
+        return build_estimator
+
+    return decorator
+
+
 def list_classifiers() -> list[str]:
     """Registered model names, sorted."""
     return sorted(MODEL_SPECS)
@@ -67,6 +86,9 @@ def build_classifier(name: str, num_classes: int, weights: str | os.PathLike = "
     trained otherwise, e.g. "minus_one_one" for the Coral MobileNetV2 file.
     """
     spec = get_spec(name)
+    if spec.is_classical:
+        raise ValueError(f"{name!r} is a classical (feature-based) model, not a network: "
+                         f"train it with mammocad.train.train_classifier")
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
     if not 0.0 <= dropout < 1.0:

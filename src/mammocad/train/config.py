@@ -16,6 +16,7 @@ from mammocad.train.tasks import TASKS, get_task
 from mammocad.utils.config import check_workers
 
 PRECISIONS = ("auto", "32", "bf16-mixed", "16-mixed")
+TTA_MODES = ("none", "flips", "d4")  # test-time augmentation views, see mammocad.train.augment.tta_views
 DEFAULT_PHASES = "head:3:1e-3,last_third:3:1e-4,last_two_thirds:3:1e-5"
 
 

@@ -14,7 +14,13 @@ writes the run folder ``config.out``::
     checkpoints/last.ckpt    the latest epoch (what a resume continues from)
     tensorboard/             TensorBoard event files of the same metrics (`tensorboard --logdir OUT`)
 
-Read checkpoints with ``mammocad.train.load_classifier`` (no Lightning knowledge needed).
+Read checkpoints with ``mammocad.train.load_classifier`` (no Lightning knowledge needed), or
+``mammocad.train.load_predictor`` for either model family.
+
+Classical models (registry entries that ``is_classical``: hand-crafted features -> scikit-learn)
+are fitted by ``mammocad.train.classical`` instead of Lightning, into the same run-folder layout
+(one row in metrics.csv; ``best.ckpt`` = ``last.ckpt``). The phases, precision and device
+settings do not apply to them; ``resume`` on a finished classical run returns it as it is.
 
 Resume: after an interruption, run the same command again with ``resume`` on: training
 continues from ``checkpoints/last.ckpt`` at the next epoch, in the same run folder (same
@@ -64,6 +70,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
+from mammocad.models import get_spec
 from mammocad.patches.store import patch_set_fingerprint
 from mammocad.train.allocator import keep_freed_memory
 from mammocad.train.callbacks import EpochCsvLogger, LastPhaseEarlyStopping
@@ -226,6 +233,14 @@ def train_classifier(config: TrainConfig, *, progress: bool = True, callbacks: S
     out = Path(config.out)
     data_fingerprint = patch_set_fingerprint(config.data)  # refuses a patch set older than its prepared folder
     resume_from = _check_run_folder(config, data_fingerprint)
+    if get_spec(config.model).is_classical:
+        if resume_from is None:  # a classical fit is one step: a run with checkpoints is finished
+            from mammocad.train.classical import fit_classical
+
+            fitted = fit_classical(config, progress=progress)
+            _write_run_files(out, config, {**fitted.run, "resumed_from": None, "data_fingerprint": data_fingerprint})
+            fitted.save(out / CHECKPOINTS, out / METRICS)
+        return _result(out)
     task = get_task(config.task)
     input_size = config.model_input_size
     device = device_type(config.accelerator)

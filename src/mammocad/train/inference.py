@@ -4,12 +4,17 @@
 ``last.ckpt``) into the registry model it trained, in eval mode on the CPU, with what is needed
 to use it (task, class names, input size). ``predict_probabilities`` runs a model over a
 dataset of ``(image (1, H, W) float in [0, 1], target)`` samples.
+
+``load_predictor`` is the one entry point for the layers above: it reads a checkpoint of either
+model family (a network's Lightning checkpoint, or a classical model's, see
+``mammocad.train.classical``) into a ``Predictor`` with the same ``meta`` and
+``predict(dataset, ...)``, so evaluation and cross-validation need no model-specific code.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -17,7 +22,8 @@ from torch.utils.data import Dataset
 
 from mammocad.models import Classifier, build_classifier
 from mammocad.models.weights import load_checkpoint_state_dict, load_torch_file
-from mammocad.patches.datasets import make_loader
+from mammocad.patches.datasets import PatchDataset, make_loader
+from mammocad.train.augment import tta_views
 from mammocad.train.fastpath import AUTOCAST_DTYPES, resolve_precision
 from mammocad.train.tasks import get_task
 from mammocad.utils.errors import DataError
@@ -57,7 +63,7 @@ def load_classifier(checkpoint: str | Path) -> tuple[Classifier, dict[str, Any]]
 
 
 def predict_probabilities(model: Classifier, dataset: Dataset, *, input_size: int, batch_size: int = 64,
-                          workers: int = 0, precision: str = "32") -> tuple[np.ndarray, np.ndarray]:
+                          workers: int = 0, precision: str = "32", tta: str = "none") -> tuple[np.ndarray, np.ndarray]:
     """Class probabilities of every sample of ``dataset``, in dataset order.
 
     Samples are ``(image (1, S, S) float in [0, 1], target int)`` with S = ``input_size``: build
@@ -65,7 +71,8 @@ def predict_probabilities(model: Classifier, dataset: Dataset, *, input_size: in
     training); any other size is refused with a ValueError. Runs in
     eval mode without gradients (the model's mode is restored afterwards), under autocast for
     ``precision`` "bf16-mixed" / "16-mixed" ("auto": the training fast path of that device).
-    Returns ``probs`` float64 (N, C), rows summing to 1, and ``targets`` int64 (N,).
+    ``tta``: test-time augmentation (``mammocad.train.augment.tta_views``): a sample's
+    probabilities are the mean of its views' softmax probabilities. Returns ``probs`` float64 (N, C), rows summing to 1, and ``targets`` int64 (N,).
     """
     device = next(model.parameters()).device
     dtype = AUTOCAST_DTYPES.get(resolve_precision(precision, device.type))
@@ -79,9 +86,50 @@ def predict_probabilities(model: Classifier, dataset: Dataset, *, input_size: in
                 if tuple(x.shape[-2:]) != (input_size, input_size):
                     raise ValueError(f"the model takes {input_size}x{input_size} px inputs, the dataset gave "
                                      f"{x.shape[-2]}x{x.shape[-1]}: build it with transform=eval_transform({input_size})")
-                logits = model(x.to(device))
-                probs.append(logits.float().softmax(dim=1).cpu())
+                views = [model(view).float().softmax(dim=1) for view in tta_views(x.to(device), tta)]
+                probs.append(torch.stack(views).mean(dim=0).cpu())
                 targets.append(torch.as_tensor(y))
     finally:
         model.train(was_training)
     return torch.cat(probs).double().numpy(), torch.cat(targets).long().numpy()
+
+
+class Predictor(Protocol):
+    """A trained model of any family, ready to predict patch datasets.
+
+    ``meta``: as ``load_classifier``'s (task, class_names, classes, model, input_size, ...).
+    ``predict(dataset, ...)``: class probabilities float64 (N, C) and targets int64 (N,) of a
+    ``PatchDataset`` built with ``transform=eval_transform(meta["input_size"])``, in its order.
+    """
+
+    meta: dict[str, Any]
+
+    def predict(self, dataset: PatchDataset, *, batch_size: int = 64, workers: int = 0, tta: str = "none",
+                precision: str = "32") -> tuple[np.ndarray, np.ndarray]: ...
+
+
+class NetworkPredictor:
+    """A registry network (``Classifier``) and its checkpoint metadata as a ``Predictor``."""
+
+    def __init__(self, model: Classifier, meta: dict[str, Any]):
+        self.model, self.meta = model, meta
+
+    def predict(self, dataset: PatchDataset, *, batch_size: int = 64, workers: int = 0, tta: str = "none",
+                precision: str = "32") -> tuple[np.ndarray, np.ndarray]:
+        return predict_probabilities(self.model, dataset, input_size=self.meta["input_size"], batch_size=batch_size,
+                                     workers=workers, precision=precision, tta=tta)
+
+
+def load_predictor(checkpoint: str | Path) -> Predictor:
+    """The ``Predictor`` of a checkpoint written by ``train_classifier``, whatever the model family.
+
+    Classical models' checkpoints start with a marker (``mammocad.train.classical.MAGIC``; only
+    then is the file unpickled with joblib); anything else is read as a network's torch
+    checkpoint. DataError for a missing or foreign file.
+    """
+    from mammocad.train.classical import is_classical_checkpoint, load_classical
+
+    path = Path(checkpoint)
+    if is_classical_checkpoint(path):
+        return load_classical(path)
+    return NetworkPredictor(*load_classifier(path))
