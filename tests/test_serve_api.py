@@ -1,4 +1,4 @@
-"""mammocad serve, through its HTTP API: uploads predicted, bad uploads refused in one line, browsing kept inside its folder."""
+"""mammocad serve through its HTTP API: uploads predicted, bad ones refused in one line, browsing kept in its folder."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from mammocad.serve.app import create_app
 from mammocad.serve.config import ServeConfig
 from mammocad.utils.errors import DataError
 from test_cli import run  # tests/ is on sys.path
-from test_infer_predict import LESION, BrightRegions, mammogram, tiny_bundle
+from test_infer_predict import LESION, BrightRegions, mammogram, tiny_bundle, write_case_dicom
 
 LIMIT_MB = 0.25
 
@@ -28,16 +28,19 @@ def png_bytes(image: np.ndarray) -> bytes:
     return encoded.tobytes()
 
 
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory) -> dict[str, Path]:
-    """A classifier bundle, a case PNG (a bright lesion at LESION) and a folder of its predictions."""
-    root = tmp_path_factory.mktemp("serve")
+def make_case(root: Path) -> dict[str, Path]:
+    """In ``root``: a classifier bundle, a case PNG (a bright lesion at LESION) and a folder of its predictions."""
     bundle = tiny_bundle(root / "c.mcad")
     case = root / "case.png"
     case.write_bytes(png_bytes(mammogram()))
     predict_batch([case], PredictConfig(classifier=bundle, out=root / "predictions", baseline="blob", workers=1),
                   progress=False)
     return {"root": root, "bundle": bundle, "case": case, "predictions": root / "predictions"}
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory) -> dict[str, Path]:
+    return make_case(tmp_path_factory.mktemp("serve"))
 
 
 def client_for(config: ServeConfig, **kwargs) -> TestClient:
@@ -83,14 +86,21 @@ def test_upload_png_gets_regions_and_overlay_and_writes_only_in_work(setup, tmp_
         assert info["models"]["baseline"] == "blob" and info["max_upload_bytes"] == int(LIMIT_MB * 2 ** 20)
 
         prediction = assert_predicts(client, setup["case"])
+        write_case_dicom(tmp_path / "case.dcm")  # told a DICOM by its content: the name says PNG
+        dicom = client.post("/api/predict", params={"name": "scan.png"}, content=(tmp_path / "case.dcm").read_bytes())
+        assert dicom.status_code == 200 and dicom.json()["regions"][0]["area_mm2"] > 0  # its pixel spacing was read
         region = prediction["regions"][0]
         assert {"box", "area_px", "type", "malignancy_probability", "suspicious"} <= set(region)
         assert prediction["upload_name"] == "../../escape/me.png"  # shown, never used as a path
         assert "not a medical device" in prediction["disclaimer"].lower()
         again = client.get(f"/api/uploads/{prediction['id']}").json()
         assert again["regions"] == prediction["regions"]
+        form = client.post("/api/predict", files={"file": ("case.png", setup["case"].read_bytes(), "image/png")})
+        assert form.status_code == 415 and "--data-binary" in form.json()["detail"]
     # the upload is deleted once predicted; its results are the only files written, all inside work/
-    assert files_below(work) == {f"results/{prediction['id']}.json", f"results/{prediction['id']}_overlay.png"}
+    dicom_id = dicom.json()["id"]
+    assert files_below(work) == {f"results/{name}" for rid in (prediction["id"], dicom_id)
+                                 for name in (f"{rid}.json", f"{rid}_overlay.png")} | {f"results/{dicom_id}_seg.dcm"}
     assert files_below(setup["root"]) == before
     assert not (tmp_path / "escape").exists()
 
@@ -102,7 +112,7 @@ def declared_and_streamed(body: bytes) -> list[dict]:
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 BAD_UPLOADS = {  # name -> (content, HTTP status, words of the one-line message)
-    "huge.png": (PNG_SIGNATURE + bytes(int(LIMIT_MB * 2 ** 20)), 413, "upload limit"),
+    "huge.png": (PNG_SIGNATURE + bytes(int(1.5 * LIMIT_MB * 2 ** 20)), 413, "upload limit"),
     "notes.txt": (b"these are not pixels\n" * 20, 415, "not an image"),
     "scan.dcm": (b"<html>404 Not Found</html>", 415, "DICOM file header"),
     "broken.png": (PNG_SIGNATURE + b"\x00\x00\x00\rIHDR" + bytes(40), 400, "corrupt or truncated"),
@@ -209,7 +219,8 @@ def test_browse_only_server_and_foreign_host_headers(setup, tmp_path: Path):
 
 
 def test_config_and_cli_refusals(setup, tmp_path: Path, monkeypatch):
-    for settings, words in (({}, "nothing to serve"), ({"baseline": "blob", "predictions": tmp_path}, "need a --classifier"),
+    for settings, words in (({}, "nothing to serve"),
+                            ({"baseline": "blob", "predictions": tmp_path}, "need a --classifier"),
                             ({"classifier": setup["bundle"], "baseline": "blob", "segmenter": tmp_path}, "not both"),
                             ({"classifier": setup["bundle"], "baseline": "nope"}, "baseline must be one of"),
                             ({"predictions": tmp_path, "max_upload_mb": 0}, "max_upload_mb")):

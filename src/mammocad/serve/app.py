@@ -4,7 +4,8 @@ API (errors are ``{"detail": "<one line naming the file and the problem>"}``)::
 
     GET  /                          the page (static/index.html, app.js, style.css: package data)
     GET  /api/info                  disclaimer, version, what this server can do, the upload limit
-    POST /api/predict?name=FILE     body: the image file's bytes (DICOM, PNG, PGM, JPEG, TIFF)
+    POST /api/predict?name=FILE     body: the image file's bytes (DICOM, PNG, PGM, JPEG, TIFF), not a form:
+                                    curl --data-binary @scan.dcm 'http://127.0.0.1:8000/api/predict?name=scan.dcm'
                                     200 the prediction JSON as `mammocad predict` writes it, with id and overlay_url;
                                     413 too big, 415 not an image, 400 unreadable (corrupt, truncated), 409 no models
     GET  /api/uploads/{id}          an upload's prediction JSON; /api/uploads/{id}/overlay its overlay PNG
@@ -67,7 +68,7 @@ SECURITY_HEADERS = {
 
 
 def sniff_suffix(head: bytes) -> str | None:
-    """The suffix (``.dcm``, ``.png``, ``.jpg``, ``.tif``, ``.pgm``) of a file from its first 132 bytes; None for other content."""
+    """The suffix (``.dcm``, ``.png``, ``.jpg``, ``.tif``, ``.pgm``) of a file from its first 132 bytes, else None."""
     return next((suffix for pattern, suffix in SIGNATURES if pattern.match(head)), None)
 
 
@@ -111,7 +112,7 @@ def overlay_response(folder: Path, name: str) -> FileResponse:
 
 
 def list_predictions(folder: Path) -> list[dict[str, Any]]:
-    """One row per prediction JSON directly in ``folder``: name, who and which view, region counts, highest probability."""
+    """One row per prediction JSON directly in ``folder``: name, patient, side, view, region counts, top probability."""
     rows = []
     for path in sorted(folder.glob("*.json")):
         try:
@@ -232,6 +233,9 @@ def create_app(config: ServeConfig, segmenter: Segmenter | None = None) -> FastA
         if predictor is None:
             raise HTTPException(409, "this server has no models: start it with --classifier and --segmenter or "
                                      "--baseline to predict uploads")
+        if request.headers.get("content-type", "").startswith("multipart/"):
+            raise HTTPException(415, f"{shown}: send the file itself as the request body (curl --data-binary @FILE), "
+                                     f"not a multipart form")
         rid = uuid.uuid4().hex
         upload = config.uploads / rid
         written = [upload]
