@@ -223,7 +223,8 @@ def test_config_and_cli_refusals(setup, tmp_path: Path, monkeypatch):
                             ({"baseline": "blob", "predictions": tmp_path}, "need a --classifier"),
                             ({"classifier": setup["bundle"], "baseline": "blob", "segmenter": tmp_path}, "not both"),
                             ({"classifier": setup["bundle"], "baseline": "nope"}, "baseline must be one of"),
-                            ({"predictions": tmp_path, "max_upload_mb": 0}, "max_upload_mb")):
+                            ({"predictions": tmp_path, "max_upload_mb": 0}, "max_upload_mb"),
+                            ({"predictions": tmp_path, "port": 0}, "port must be")):
         with pytest.raises(ValueError, match=words):
             ServeConfig(**settings)
     with pytest.raises(DataError, match="no such folder of predictions"):
@@ -244,3 +245,16 @@ def test_config_and_cli_refusals(setup, tmp_path: Path, monkeypatch):
     assert served["host"] == "127.0.0.1" and served["port"] == 8123  # loopback unless told otherwise
     assert "http://127.0.0.1:8123/" in result.output and "not a medical device" in result.output
     assert (tmp_path / "w2" / "results").is_dir() and not (tmp_path / "ignored").exists()
+
+
+def test_serve_help_loads_no_web_or_model_library():
+    import subprocess
+    import sys
+
+    code = ("import sys, mammocad.cli\n"
+            "from click.testing import CliRunner\n"
+            "assert CliRunner().invoke(mammocad.cli.app, ['serve', '--help']).exit_code == 0\n"
+            "heavy = ('torch', 'fastapi', 'starlette', 'uvicorn', 'cv2', 'pandas')\n"
+            "print(sorted(m for m in heavy if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]", loaded

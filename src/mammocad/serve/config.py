@@ -41,7 +41,7 @@ class ServeConfig:
              "nothing to serve: give --classifier (with --segmenter or --baseline) and/or --predictions DIR"),
             (self.classifier is None and (self.segmenter is not None or self.baseline is not None),
              "--segmenter/--baseline need a --classifier to score the regions"),
-            (not 0 <= self.port <= 65535, f"port must be 0-65535, got {self.port}"),
+            (not 1 <= self.port <= 65535, f"port must be 1-65535, got {self.port}"),
             (not self.max_upload_mb > 0, f"max_upload_mb must be > 0, got {self.max_upload_mb}"),
             (self.workers < 1, f"workers must be >= 1, got {self.workers}"),
         ]
