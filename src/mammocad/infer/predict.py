@@ -295,6 +295,21 @@ class Models:
     descriptions: dict[str, Any]
 
 
+def build_models(config: PredictConfig, bundle: Bundle, segmenter: Segmenter | None = None) -> Models:
+    """The classifier of ``bundle`` and ``segmenter`` (none: the one ``config`` names), described for the JSON.
+
+    Build them in the process (or thread) that uses them: Grad-CAM hooks the classifier's layers.
+    """
+    if segmenter is None:
+        segmenter, segmenter_description = load_segmenter(config)
+    else:
+        segmenter_description = {"name": type(segmenter).__name__}
+    classifier = {"file": str(config.classifier), "sha256": bundle.checksum, "architecture": bundle.architecture,
+                  "task": bundle.task, "mammocad_version": bundle.mammocad_version}
+    return Models(RegionClassifier(bundle, config.batch_size), segmenter,
+                  {"classifier": classifier, "segmenter": segmenter_description})
+
+
 def predict_image(source: InputImage, models: Models, config: PredictConfig) -> dict[str, Any]:
     """Predict one mammogram and write its JSON, overlay and (DICOM input) SEG into ``config.out``; its summary row.
 
@@ -387,7 +402,6 @@ class _Runtime:
     config: PredictConfig
     bundle: Bundle
     segmenter: Segmenter | None
-    segmenter_description: dict[str, Any]
     threads: int | None
     models: Models | None = None
 
@@ -395,13 +409,7 @@ class _Runtime:
         if self.models is None:
             if self.threads is not None:
                 torch.set_num_threads(self.threads)
-            segmenter, description = ((self.segmenter, self.segmenter_description) if self.segmenter is not None
-                                      else load_segmenter(self.config))
-            classifier = {"file": str(self.config.classifier), "sha256": self.bundle.checksum,
-                          "architecture": self.bundle.architecture, "task": self.bundle.task,
-                          "mammocad_version": self.bundle.mammocad_version}
-            self.models = Models(RegionClassifier(self.bundle, self.config.batch_size), segmenter,
-                                 {"classifier": classifier, "segmenter": description})
+            self.models = build_models(self.config, self.bundle, self.segmenter)
         return self.models
 
 
@@ -445,7 +453,7 @@ def predict_batch(paths: Sequence[str | Path], config: PredictConfig, *, segment
     if segmenter is None:
         check_segmenter(config)
     threads = max(1, (os.cpu_count() or 1) // config.workers) if config.workers > 1 else None
-    _RUNTIME = _Runtime(config, bundle, segmenter, {"name": type(segmenter).__name__}, threads)
+    _RUNTIME = _Runtime(config, bundle, segmenter, threads)
     out.mkdir(parents=True, exist_ok=True)
     done: dict[str, dict[str, Any]] = {}
     try:
