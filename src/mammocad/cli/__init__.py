@@ -11,7 +11,7 @@ import importlib
 from mammocad.cli.common import Interrupted, app
 
 # Each module registers its commands on ``app`` when imported.
-COMMAND_MODULES = ("classify", "data", "demo", "segment_eval")
+COMMAND_MODULES = ("classify", "data", "demo", "report", "segment_eval")
 for _module in COMMAND_MODULES:
     importlib.import_module(f"mammocad.cli.{_module}")
 
