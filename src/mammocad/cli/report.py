@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
 
 from mammocad import DISCLAIMER
-from mammocad.cli.common import app, clean_errors
+from mammocad.cli.common import EXIT_ITEMS_FAILED, app, build_command_configs, clean_errors, report_failures
+from mammocad.utils.config import click_options
+from mammocad.utils.quiet import third_party_warnings_hidden
 
 
 @app.command()
@@ -32,3 +35,47 @@ def report(run_dir: Path, out: Path | None, title: str) -> None:
     path = build_report(run_dir, out, title)
     click.echo(f"report -> {path} (tables: {path.with_suffix('.md')}, {path.with_name(path.stem + '_tables')}/). "
                f"{DISCLAIMER}")
+
+
+def _reproduce_classes() -> tuple[type, ...]:
+    from mammocad.report.config import ReproduceConfig
+
+    return (ReproduceConfig,)
+
+
+@app.command()
+@click.option("--config", "config_file", type=click.Path(path_type=Path), help="YAML file with any of the options below")
+@click_options(*_reproduce_classes())
+@clean_errors
+@third_party_warnings_hidden
+def reproduce(config_file: Path | None, **flags) -> None:
+    """Reproduce the paper's tables: prepare DATA once, build the patch sets once, run every experiment of
+    --configs (one YAML per table row), evaluate, and write OUT/report.html.
+
+    Resumable: a finished experiment is skipped by its fingerprint (config and data), an
+    interrupted one resumes from its last checkpoint. --budget smoke runs the same grid with
+    tiny images and epochs, on a CPU. One experiment per GPU or cluster job: --data-only
+    first, then --only NAME --no-report per job, then `mammocad report OUT` (the SLURM loop
+    is in mammocad/report/reproduce.py and configs/README.md).
+    Example: mammocad reproduce --data /data/CBIS-DDSM --tables 3,4 --out runs/paper
+    """
+    from mammocad.report.reproduce import reproduce as run_reproduce
+
+    (config,) = build_command_configs(_reproduce_classes(), config_file, flags)
+    click.secho(DISCLAIMER, fg="yellow")
+
+    def echo(outcome) -> None:
+        detail = {"done": f"done in {outcome.seconds:.0f}s", "skipped": "skipped (finished before, same fingerprint)",
+                  "failed": f"FAILED: {outcome.problem}"}[outcome.status]
+        click.echo(f"experiment {outcome.name}: {detail}")
+
+    outcomes, failures = run_reproduce(config, on_outcome=echo)
+    failed = [o for o in outcomes if o.status == "failed"]
+    report_failures(failures)
+    counts = {status: sum(o.status == status for o in outcomes) for status in ("done", "skipped", "failed")}
+    line = f"experiments: {counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed"
+    if config.report:
+        line += f"; report -> {config.out / 'report.html'}"
+    click.echo(line)
+    if failed or failures:
+        sys.exit(EXIT_ITEMS_FAILED)
