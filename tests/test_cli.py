@@ -98,7 +98,7 @@ def test_cli_defines_its_commands_without_heavy_imports():
     heavy = ("torch", "lightning", "pandas", "cv2", "matplotlib", "sklearn", "albumentations")
     code = ("import sys, mammocad.cli\n"
             "from click.testing import CliRunner\n"
-            "for c in ([], ['prepare'], ['patches'], ['train-classifier'], ['synth'], ['split']):\n"
+            "for c in ([], ['prepare'], ['patches'], ['train-classifier'], ['synth'], ['split'], ['report'], ['reproduce']):\n"
             "    assert CliRunner().invoke(mammocad.cli.app, [*c, '--help']).exit_code == 0, c\n"
             f"print(sorted(m for m in {heavy!r} if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -82,14 +82,11 @@ def stats(source: Path, dataset: str, split_scheme: str, seed: int) -> None:
 
 def prepared_table9(prepared: Path) -> str:
     """Table 9 of a prepared folder, for the split recorded in it (the one patches and training use)."""
-    from mammocad.data.splits import read_split_file
-    from mammocad.data.stats import split_statistics
-    from mammocad.preprocess.prepare import load_prepared
+    from mammocad.preprocess.stats import prepared_statistics
 
-    table, images, _ = load_prepared(prepared)
-    split = read_split_file(prepared) or {"scheme": "?", "seed": "?"}
-    table9 = split_statistics(table, dict(zip(images["image_id"], images["split"]))).to_string(index=False)
-    return f"Table 9 for prepared folder {prepared} ({split['scheme']} split, seed {split['seed']}):\n{table9}"
+    table9, split = prepared_statistics(prepared)
+    return (f"Table 9 for prepared folder {prepared} ({split['scheme']} split, seed {split['seed']}):\n"
+            f"{table9.to_string(index=False)}")
 
 
 # ---- prepare ------------------------------------------------------------------------------

@@ -7,7 +7,9 @@ writes the run folder ``config.out``::
     config.yaml              the TrainConfig (mammocad.utils.config YAML; `--config` reads it back)
     run.json                 what this invocation resolved: precision, channels_last, device,
                              loader workers, CPU fast-path kernels and allocator, class
-                             weights, patch counts, library versions, resumed_from
+                             weights, patch counts, data fingerprint, resumed_from; software
+                             versions, machine, started_at, and once training ends
+                             finished_at and train_seconds (summed over the invocations that finished)
     metrics.csv              one row per epoch: epoch, phase, lr, train_loss, train_acc,
                              val_loss, val_acc, val_auc
     checkpoints/best.ckpt    the epoch with the highest val_auc (Lightning checkpoint)
@@ -57,13 +59,13 @@ import json
 import logging
 import signal
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
 import lightning as L
 import pandas as pd
-import torch
 import yaml
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -89,6 +91,7 @@ from mammocad.train.tasks import get_task
 from mammocad.utils.atomic import check_output_folder, write_json, write_text
 from mammocad.utils.config import config_dict, dump_yaml
 from mammocad.utils.errors import DataError
+from mammocad.utils.provenance import machine_info, now_iso, software_versions
 
 CHECKPOINTS = "checkpoints"
 BEST, LAST = "best", "last"  # checkpoint file stems
@@ -241,6 +244,7 @@ def train_classifier(config: TrainConfig, *, progress: bool = True, callbacks: S
             _write_run_files(out, config, {**fitted.run, "resumed_from": None, "data_fingerprint": data_fingerprint})
             fitted.save(out / CHECKPOINTS, out / METRICS)
         return _result(out)
+    previous_seconds = _read_json(out / "run.json").get("train_seconds", 0.0) if resume_from else 0.0
     task = get_task(config.task)
     input_size = config.model_input_size
     device = device_type(config.accelerator)
@@ -277,7 +281,16 @@ def train_classifier(config: TrainConfig, *, progress: bool = True, callbacks: S
             "train_patches": len(data.train_set), "val_patches": len(data.val_set),
             "resumed_from": None if resume_from is None else str(resume_from),
             "data_fingerprint": data_fingerprint,
-            "torch": torch.__version__, "lightning": L.__version__,
+            "software": software_versions(), "machine": machine_info(), "started_at": now_iso(),
         })
+        started = time.perf_counter()
         _fit(trainer, module, data, resume_from)
+    _record_finish(out, time.perf_counter() - started, previous_seconds)
     return _result(out)
+
+
+@rank_zero_only
+def _record_finish(out: Path, seconds: float, previous_seconds: float) -> None:
+    """Add finished_at and train_seconds (this invocation plus the ones it resumed) to run.json."""
+    run = _read_json(out / "run.json")
+    write_json(out / "run.json", {**run, "finished_at": now_iso(), "train_seconds": round(previous_seconds + seconds, 1)})

@@ -1,0 +1,284 @@
+"""``mammocad reproduce``: the paper's experiment grid (``configs/``) on one dataset, resumably, then its report.
+
+Steps, all into ``OUT``::
+
+    OUT/prepared/                      the dataset prepared once (mammocad prepare)
+    OUT/patches/<kind>-<fingerprint>/  each patch set the chosen experiments need, built once and shared
+    OUT/runs/<experiment>/             one run per experiment file: training run + evaluation/ + experiment.json
+    OUT/superseded/                    runs whose config or data changed since (moved aside, never deleted)
+    OUT/report.html (+ .md, _tables/)  mammocad report OUT
+
+**Resumable.** Every stage skips what it already did: prepare and patches per image (their done
+records), an experiment by its fingerprint (its config after the budget's overrides, and the
+fingerprint of the patch set or prepared folder it reads), recorded in ``experiment.json`` when
+it finishes. An experiment that was interrupted resumes (``TrainConfig.resume``: from its
+last checkpoint, same weights as an uninterrupted run); one whose fingerprint changed is moved to
+``OUT/superseded/`` and redone.
+
+**Budgets.** ``full``: the configs as written. ``smoke``: the same grid made tiny so that it
+finishes on a CPU (:func:`smoke_train_config`, :data:`SMOKE_PATCHES`): prepared images at
+512 px, 64 px patches, random initial weights, one epoch per phase on two batches, 50 bootstrap
+resamples. A model whose smallest input is above 64 px (InceptionV3) is swapped for MobileNetV2,
+recorded in experiment.json. Smoke numbers check the machinery, not the paper.
+
+**Several GPUs, a cluster.** One experiment per process, each on its own device::
+
+    mammocad reproduce --data ROOT --out OUT --data-only             # prepare + patch sets, once
+    # one GPU each on this machine
+    for name in table03_mass_mobilenet_v2 table03_mass_inception_v3; do
+        CUDA_VISIBLE_DEVICES=$((i++)) mammocad reproduce --data ROOT --out OUT --only $name --no-report &
+    done; wait
+    # SLURM: one job per experiment, then the report
+    for f in configs/*.yaml; do
+        sbatch --gpus=1 --wrap "mammocad reproduce --data ROOT --out OUT --only $(basename $f .yaml) --no-report"
+    done
+    mammocad report OUT                                                # when every job has finished
+
+An experiment that needs several GPUs itself sets ``devices``/``strategy`` in its config file
+(Lightning DDP; launched as in ``mammocad.train.engine``).
+
+**Plugging in a kind.** ``kind: classifier`` trains and evaluates a classifier; ``kind:
+segmenter`` evaluates a segmenter on the prepared folder (for now the classical ``blob``
+baseline). A trained segmenter adds its config class to
+:data:`mammocad.report.experiments.KIND_CLASSES` and its runner to :data:`RUNNERS`.
+Research software, not a medical device.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mammocad.patches.config import PatchJob, PatchKind
+from mammocad.preprocess.config import PrepareJob, PreprocessConfig
+from mammocad.report.collect import read_json
+from mammocad.report.config import Budget, ReproduceConfig
+from mammocad.report.experiments import (
+    EXPERIMENT_FILE,
+    ExperimentConfig,
+    ExperimentKind,
+    load_experiments,
+)
+from mammocad.utils.atomic import write_json
+from mammocad.utils.config import config_dict
+from mammocad.utils.errors import DataError
+from mammocad.utils.parallel import Failure
+from mammocad.utils.provenance import machine_info, now_iso, software_versions
+from mammocad.utils.stage import fingerprint
+
+
+# ---- budgets -----------------------------------------------------------------------------------------
+SMOKE_INPUT = 64
+SMOKE_PREPARED_SIZE = 512
+SMOKE_PATCHES: dict[PatchKind, dict[str, Any]] = {
+    PatchKind.SMALL: {"image_size": (288, 224), "patch_size": (56, 56)},
+    PatchKind.LARGE: {"output_size": SMOKE_INPUT},
+}
+"""Patch settings the smoke budget overrides, per kind (the rest stays as configured)."""
+SMOKE_MODEL = "mobilenet_v2"
+SMOKE_RESAMPLES = 50
+FULL_RESAMPLES = 1000
+
+
+def smoke_train_config(config: Any) -> tuple[Any, dict[str, Any]]:
+    """The smoke version of a TrainConfig, and what was substituted (model swaps) for the record."""
+    from mammocad.models import get_spec
+    from mammocad.train.schedule import parse_phases
+
+    swapped = {}
+    model = config.model
+    if get_spec(model).min_input_size > SMOKE_INPUT:
+        swapped = {"model": {"configured": model, "smoke": SMOKE_MODEL}}
+        model = SMOKE_MODEL
+    phases = ",".join(f"{p.name}:1:{p.lr:g}" for p in parse_phases(config.phases).phases)
+    return dataclasses.replace(config, model=model, weights="none", input_norm=None, input_size=SMOKE_INPUT,
+                               phases=phases, batch_size=8, workers=0, early_stopping_patience=0,
+                               limit_train_batches=2, limit_val_batches=2), swapped
+
+
+def patch_settings(kind: PatchKind, settings: Any, budget: Budget) -> Any:
+    """A patch kind's settings under ``budget``."""
+    return dataclasses.replace(settings, **SMOKE_PATCHES.get(kind, {})) if budget is Budget.SMOKE else settings
+
+
+# ---- experiments -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one experiment: ``status`` done (now), skipped (done before) or failed."""
+
+    name: str
+    status: str
+    seconds: float = 0.0
+    problem: str = ""
+
+
+@dataclass
+class Workspace:
+    """The shared inputs of the experiments: the prepared folder and the patch sets by (kind, settings)."""
+
+    config: ReproduceConfig
+    prepared: Path
+    progress: bool = True
+    patch_sets: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def resamples(self) -> int:
+        return SMOKE_RESAMPLES if self.config.budget is Budget.SMOKE else FULL_RESAMPLES
+
+
+def _patch_key(kind: PatchKind, settings: Any) -> str:
+    return f"{kind.value}-{fingerprint(settings)}"
+
+
+def _classifier_inputs(experiment: ExperimentConfig, workspace: Workspace) -> tuple[Any, Path, dict[str, Any]]:
+    """(the TrainConfig to run, its patch set, smoke substitutions) of a classifier experiment."""
+    train, settings = experiment.configs
+    kind = PatchKind(experiment.experiment.patches)
+    data = workspace.patch_sets[_patch_key(kind, patch_settings(kind, settings, workspace.config.budget))]
+    swapped: dict[str, Any] = {}
+    if workspace.config.budget is Budget.SMOKE:
+        train, swapped = smoke_train_config(train)
+    return train, data, swapped
+
+
+def _classifier_fingerprint(experiment: ExperimentConfig, workspace: Workspace) -> tuple[str, str]:
+    from mammocad.patches.store import patch_set_fingerprint
+    from mammocad.train.config import RESUME_FREE
+
+    train, data, _ = _classifier_inputs(experiment, workspace)
+    data_fingerprint = patch_set_fingerprint(data)
+    learnt = {k: v for k, v in config_dict(train).items() if k not in RESUME_FREE}
+    return fingerprint([dataclasses.asdict(experiment.experiment), learnt, data_fingerprint]), data_fingerprint
+
+
+def _run_classifier(experiment: ExperimentConfig, workspace: Workspace, run_dir: Path) -> dict[str, Any]:
+    from mammocad.evaluate.classifier import evaluate_classifier
+    from mammocad.train.engine import train_classifier
+    from mammocad.train.fastpath import resolve_workers
+
+    train, data, swapped = _classifier_inputs(experiment, workspace)
+    config = dataclasses.replace(train, data=data, out=run_dir, resume=True)
+    result = train_classifier(config, progress=workspace.progress)
+    evaluate_classifier(result.best_checkpoint, data, run_dir / "evaluation",
+                        workers=resolve_workers(config.workers, "cpu", 1), n_resamples=workspace.resamples)
+    return {"config": config_dict(config), "smoke_substitutions": swapped}
+
+
+def _segmenter_fingerprint(experiment: ExperimentConfig, workspace: Workspace) -> tuple[str, str]:
+    from mammocad.utils.stage import stage_fingerprint
+
+    data_fingerprint = stage_fingerprint(workspace.prepared, "prepare", "mammocad reproduce")
+    return fingerprint([dataclasses.asdict(experiment.experiment), workspace.resamples, data_fingerprint]), \
+        data_fingerprint
+
+
+def _run_segmenter(experiment: ExperimentConfig, workspace: Workspace, run_dir: Path) -> dict[str, Any]:
+    from mammocad.evaluate.segmenter import evaluate_segmenter
+    from mammocad.segment.baselines import baseline
+
+    spec = experiment.experiment
+    types = None if spec.lesion_types.strip().lower() == "all" else tuple(
+        t.strip() for t in spec.lesion_types.split(",") if t.strip())
+    evaluate_segmenter(baseline(spec.segmenter), workspace.prepared, "test", run_dir / "evaluation",
+                       lesion_types=types, n_resamples=workspace.resamples, name=f"baseline {spec.segmenter}",
+                       progress=workspace.progress)
+    return {"config": {"segmenter": spec.segmenter, "lesion_types": spec.lesion_types,
+                       "prepared": str(workspace.prepared)}}
+
+
+Runner = tuple[Callable[[ExperimentConfig, Workspace], tuple[str, str]],
+               Callable[[ExperimentConfig, Workspace, Path], dict[str, Any]]]
+RUNNERS: dict[ExperimentKind, Runner] = {
+    ExperimentKind.CLASSIFIER: (_classifier_fingerprint, _run_classifier),
+    ExperimentKind.SEGMENTER: (_segmenter_fingerprint, _run_segmenter),
+}
+"""Per experiment kind: (fingerprint and data fingerprint, run into a folder -> what to record)."""
+
+
+def run_experiment(experiment: ExperimentConfig, workspace: Workspace) -> Outcome:
+    """Run one experiment into ``OUT/runs/<name>`` unless it finished before with the same fingerprint."""
+    fingerprint_of, run = RUNNERS[experiment.experiment.kind]
+    out = workspace.config.out
+    run_dir = out / "runs" / experiment.name
+    own, data_fingerprint = fingerprint_of(experiment, workspace)
+    record = read_json(run_dir / EXPERIMENT_FILE)
+    if record.get("fingerprint") == own and record.get("status") == "done":
+        return Outcome(experiment.name, "skipped")
+    if run_dir.exists() and record.get("fingerprint") not in (None, own):  # changed since: keep the old run aside
+        (out / "superseded").mkdir(parents=True, exist_ok=True)
+        os.replace(run_dir, out / "superseded" / f"{experiment.name}-{record['fingerprint']}")
+    spec = experiment.experiment
+    record = {"name": experiment.name, "table": spec.table, "row": spec.row, "kind": spec.kind.value,
+              "description": spec.description, "config_file": str(experiment.path),
+              "budget": workspace.config.budget.value, "fingerprint": own, "data_fingerprint": data_fingerprint,
+              "software": software_versions(), "machine": machine_info(), "started_at": now_iso(),
+              "status": "running"}
+    write_json(run_dir / EXPERIMENT_FILE, record)
+    started = time.perf_counter()
+    record.update(run(experiment, workspace, run_dir))
+    seconds = round(time.perf_counter() - started, 1)
+    write_json(run_dir / EXPERIMENT_FILE, {**record, "status": "done", "finished_at": now_iso(), "seconds": seconds,
+                                           "software": software_versions(), "machine": machine_info()})
+    return Outcome(experiment.name, "done", seconds)
+
+
+# ---- data --------------------------------------------------------------------------------------------
+def prepare_workspace(config: ReproduceConfig, experiments: list[ExperimentConfig],
+                      progress: bool = True) -> tuple[Workspace, list[Failure]]:
+    """Prepare the dataset once and build every patch set the experiments need, once (both incremental)."""
+    from mammocad.patches.build import build_patches
+    from mammocad.preprocess.prepare import run_prepare
+
+    smoke = config.budget is Budget.SMOKE
+    prepared = config.out / "prepared"
+    summary = run_prepare(PrepareJob(source=config.data, out=prepared, dataset=config.dataset, workers=config.workers,
+                                     figures=2),
+                          PreprocessConfig(size=SMOKE_PREPARED_SIZE if smoke else None), progress=progress)
+    failures = list(summary.failures)
+    workspace = Workspace(config, prepared, progress)
+    for experiment in experiments:
+        if experiment.experiment.kind is not ExperimentKind.CLASSIFIER:
+            continue
+        kind = PatchKind(experiment.experiment.patches)
+        settings = patch_settings(kind, experiment.configs[1], config.budget)
+        key = _patch_key(kind, settings)
+        if key not in workspace.patch_sets:
+            folder = config.out / "patches" / key
+            job = PatchJob(prepared=prepared, out=folder, kind=kind, seed=config.seed, workers=config.workers)
+            failures += build_patches(job, settings, progress=progress).failures
+            workspace.patch_sets[key] = folder
+    return workspace, failures
+
+
+def reproduce(config: ReproduceConfig, progress: bool = True,
+              on_outcome: Callable[[Outcome], None] = lambda outcome: None) -> tuple[list[Outcome], list[Failure]]:
+    """Run the chosen experiments (see the module docstring); returns their outcomes and the data failures.
+
+    An experiment that fails (bad input: a DataError) is reported as failed and the others still
+    run; ``on_outcome`` is called after each experiment. The report is written at the end when
+    ``config.report`` is on and there is something to report.
+    """
+    from mammocad.report import build_report
+
+    experiments = load_experiments(config.configs, config.names(config.tables), config.names(config.only))
+    if not experiments:
+        raise DataError(config.configs, f"no experiment config for tables {config.tables or 'all'}")
+    workspace, failures = prepare_workspace(config, experiments, progress)
+    outcomes = []
+    if not config.data_only:
+        for experiment in experiments:
+            try:
+                outcome = run_experiment(experiment, workspace)
+            except DataError as err:
+                outcome = Outcome(experiment.name, "failed", problem=str(err))
+            outcomes.append(outcome)
+            on_outcome(outcome)
+    if config.report:
+        build_report(config.out, config.out / "report.html", title="mammocad: the paper reproduced")
+    return outcomes, failures
+
