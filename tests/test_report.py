@@ -17,10 +17,6 @@ from mammocad.report.paper import load_paper
 from mammocad.report.render import formatted
 from test_cli import run  # tests/ is on sys.path (pytest rootdir-less "prepend" import mode)
 
-CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run")
-
 
 @pytest.fixture(scope="module")
 def run_root(prepared_small: Path, tmp_path_factory) -> Path:
@@ -124,35 +120,20 @@ def test_report_command_default_out(run_root: Path, tmp_path: Path):
     assert "page.html" in result.output and (tmp_path / "page.md").is_file()
 
 
-def test_report_opens_in_headless_chromium(run_root: Path, tmp_path: Path):
+def test_report_opens_in_headless_chromium(run_root: Path, tmp_path: Path, browser):
     """Debian's chromium (installed by `make test`'s set-up, never downloaded): every table filled, every
     image loaded, no console error."""
-    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        pytest.skip(f"{CHROMIUM} or {CHROMEDRIVER} is absent: `make browser` installs Debian's chromium "
-                    f"and chromium-driver")
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is a dev dependency: pip install -e '.[dev]'")
-    from selenium.webdriver.chrome.service import Service
-
     page = build_report(run_root, tmp_path / "page" / "report.html")
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    try:
-        driver.get(page.as_uri())
-        state = driver.execute_script("""
-            return {
-              ready: document.readyState,
-              images: Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth]),
-              tables: Array.from(document.querySelectorAll('table')).map(t => [
-                t.dataset.key, t.querySelectorAll('tbody tr').length,
-                Array.from(t.querySelectorAll('td')).filter(td => td.textContent.trim() === '').length]),
-            };""")
-        logs = driver.get_log("browser")
-    finally:
-        driver.quit()
+    browser.get(page.as_uri())
+    state = browser.execute_script("""
+        return {
+          ready: document.readyState,
+          images: Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth]),
+          tables: Array.from(document.querySelectorAll('table')).map(t => [
+            t.dataset.key, t.querySelectorAll('tbody tr').length,
+            Array.from(t.querySelectorAll('td')).filter(td => td.textContent.trim() === '').length]),
+        };""")
+    logs = browser.get_log("browser")
     assert state["ready"] == "complete"
     assert len(state["images"]) >= 4  # preprocessing, examples, ROC, training curves, FROC, overlay
     assert [alt for alt, complete, width in state["images"] if not (complete and width > 0)] == []

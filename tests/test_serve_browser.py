@@ -12,16 +12,11 @@ import threading
 from pathlib import Path
 from typing import Iterator
 
-import pytest
-
 from mammocad.serve.app import create_app
 from mammocad.serve.config import ServeConfig
-from test_serve_api import BAD_UPLOADS, make_case  # tests/ is on sys.path
+from browser import WAIT_S  # tests/ is on sys.path; the `browser` fixture comes from conftest
+from test_serve_api import BAD_UPLOADS, make_case
 
-CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run")
-WAIT_S = 120  # a loaded 2-core machine: generous, never asserted as a speed
 
 
 @contextlib.contextmanager
@@ -45,28 +40,6 @@ def running(app) -> Iterator[str]:
         server.should_exit = True
         thread.join(30)
         sock.close()
-
-
-@pytest.fixture
-def browser(tmp_path: Path, monkeypatch):
-    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        pytest.skip(f"no headless browser: {CHROMIUM} or {CHROMEDRIVER} is absent (Debian packages chromium, "
-                    f"chromium-driver)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    monkeypatch.setenv("SE_OFFLINE", "true")  # Selenium Manager must not fetch a browser or a driver
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'chromium-profile'}"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    driver.set_script_timeout(WAIT_S)
-    try:
-        yield driver
-    finally:
-        driver.quit()
 
 
 def wait_for(driver, script: str):
