@@ -15,7 +15,7 @@ import torch
 from mammocad.patches.build import PatchJob, PatchKind, build_patches, kind_config_class
 from mammocad.patches.datasets import PatchDataset, SegmentationDataset, detection_collate, make_loader
 from mammocad.patches.large_context import LargeContextConfig
-from mammocad.patches.segmentation import TileConfig
+from mammocad.patches.config import TileConfig
 from mammocad.patches.small_context import SmallContextConfig, resize_to_grid, tfds_breast_mask
 from mammocad.patches.stats import patch_counts
 from mammocad.patches.store import read_manifest

@@ -7,10 +7,8 @@ import dataclasses
 import numpy as np
 import pytest
 
+from mammocad.patches.config import CATEGORIES, ResizeConfig, TileConfig
 from mammocad.patches.segmentation import (
-    CATEGORIES,
-    ResizeConfig,
-    TileConfig,
     grid_starts,
     make_tile,
     resize_with_instances,

@@ -24,7 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
-from mammocad.patches.config import BLANK, CATEGORIES, LESION, MIXED, NORMAL, TileConfig  # noqa: F401
+from mammocad.patches.config import BLANK, CATEGORIES, LESION, MIXED, NORMAL, TileConfig
 from mammocad.patches.small_context import validate_inputs
 from mammocad.patches.types import LesionMask, Patch
 from mammocad.preprocess.steps import resize_square
