@@ -7,6 +7,6 @@ its commands, so that ``--help`` answers at once. Research software, not a medic
 """
 
 from mammocad.cli.common import Interrupted, app
-from mammocad.cli import classify, data, demo  # noqa: F401  (registers the commands on ``app``)
+from mammocad.cli import classify, data, demo, segment  # noqa: F401  (registers the commands on ``app``)
 
 __all__ = ["Interrupted", "app"]

@@ -140,7 +140,9 @@ def load_module_state_dict(module: torch.nn.Module, state: Mapping[str, torch.Te
     """
     kept = {key: value for key, value in state.items() if not key.startswith(skip)}
     try:
-        result = module.load_state_dict(kept, strict=False)
+        # nn.Module's own method: smp's encoders override it (dropping their classifier keys)
+        # and return nothing, where the key lists are needed here.
+        result = torch.nn.Module.load_state_dict(module, kept, strict=False)
     except RuntimeError as err:  # shape mismatches
         raise WeightsError(f"{source}: does not fit {name}: {_one_line(err)}") from err
     problems = []
