@@ -254,7 +254,7 @@ def test_segmentation_dataset_filters_instances_and_negatives(seg_sets: dict[str
 
 def _config(data: Path, out: Path, **overrides) -> SegmentTrainConfig:
     settings = dict(data=data, out=out, model="unet", encoder="mobilenet_v2", phases="heads:1:1e-3,all:2:1e-3",
-                    batch_size=4, workers=0, lesion_type="any", precision="32", limit_train_batches=2, seed=0)
+                    batch_size=4, workers=0, lesion_type="any", precision="32", limit_train_batches=2, limit_val_batches=2, seed=0)
     return SegmentTrainConfig(**{**settings, **overrides})
 
 
@@ -316,7 +316,8 @@ def test_train_segmenter_cli_end_to_end_and_predict(seg_sets: dict[str, Path], p
     out = tmp_path / "run"
     result = run("train-segmenter", "--data", seg_sets["resize512"], "--model", "maskrcnn_mobilenet_v2_fpn",
                  "--weights", "none", "--phases", "heads:1:1e-4", "--batch-size", 2, "--lesion-type", "any",
-                 "--rpn-proposals", 30, "--rois-per-image", 16, "--limit-train-batches", 2, "--out", out,
+                 "--rpn-proposals", 30, "--rois-per-image", 16, "--limit-train-batches", 2, "--limit-val-batches", 2,
+                 "--out", out,
                  "--anchor-sizes", 8, 16, 32, 64, 128, "--val-score-threshold", 0.0)
     assert "best val Dice" in result.output
     for name in ("checkpoints/best.ckpt", "checkpoints/last.ckpt", "metrics.csv", "config.yaml", "run.json"):

@@ -65,7 +65,7 @@ class SegmentationTransform:
         pixels = np.clip(out["image"], 0.0, 1.0).astype(np.float32)
         moved = np.asarray(out["masks"], np.uint8).reshape(-1, *pixels.shape) if masks else np.zeros(
             (0, *pixels.shape), np.uint8)
-        keep = moved.reshape(len(moved), -1).any(axis=1)
+        keep = moved.any(axis=(1, 2))
         moved = moved[keep]
         return torch.from_numpy(np.ascontiguousarray(pixels)).unsqueeze(0), {
             **target,

@@ -119,6 +119,11 @@ class SegmentationModel(nn.Module):
     def detect(self, images: list[torch.Tensor]) -> list[Instances]:
         raise NotImplementedError
 
+    def validate(self, images: list[torch.Tensor], targets: list[dict]) -> tuple[dict[str, torch.Tensor],
+                                                                                 list[Instances]]:
+        """``(losses(images, targets), detect(images))`` in eval mode; a model may share work between them."""
+        return self.losses(images, targets), self.detect(images)
+
     def head_modules(self) -> list[nn.Module]:
         """The layers the ``heads`` phase trains."""
         raise NotImplementedError
@@ -317,19 +322,30 @@ class UNetModel(SegmentationModel):
         pad_rows, pad_cols = -rows % 32, -cols % 32
         return self.net(F.pad(x, (0, pad_cols, 0, pad_rows)))[..., :rows, :cols]
 
-    def losses(self, images: list[torch.Tensor], targets: list[dict]) -> dict[str, torch.Tensor]:
-        logits = self.logits(images).float()
+    def _losses(self, logits: torch.Tensor, images: list[torch.Tensor], targets: list[dict]) -> dict[str, torch.Tensor]:
+        logits = logits.float()
         truth = torch.stack([t["masks"].any(dim=0) if len(t["masks"]) else
                              torch.zeros(image.shape[-2:], dtype=torch.bool, device=image.device)
                              for t, image in zip(targets, images)]).unsqueeze(1).float()
         return {"loss_bce": F.binary_cross_entropy_with_logits(logits, truth), "loss_dice": self.dice(logits, truth)}
 
-    def detect(self, images: list[torch.Tensor]) -> list[Instances]:
+    def _instances(self, logits: torch.Tensor) -> list[Instances]:
         o = self.options
-        probability = self.logits(images).float().sigmoid()[:, 0].cpu().numpy()
+        probability = logits.float().sigmoid()[:, 0].cpu().numpy()
         return [instances_from_probability(p, threshold=o["probability_threshold"], score=o["component_score"],
                                            min_area=o["min_area"], max_instances=o["detections_per_image"],
                                            score_threshold=o["score_threshold"]) for p in probability]
+
+    def losses(self, images: list[torch.Tensor], targets: list[dict]) -> dict[str, torch.Tensor]:
+        return self._losses(self.logits(images), images, targets)
+
+    def detect(self, images: list[torch.Tensor]) -> list[Instances]:
+        return self._instances(self.logits(images))
+
+    def validate(self, images: list[torch.Tensor], targets: list[dict]) -> tuple[dict[str, torch.Tensor],
+                                                                                 list[Instances]]:
+        logits = self.logits(images)  # one forward pass for both
+        return self._losses(logits, images, targets), self._instances(logits)
 
     def head_modules(self) -> list[nn.Module]:
         return [self.net.decoder, self.net.segmentation_head]

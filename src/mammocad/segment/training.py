@@ -125,10 +125,10 @@ class SegmenterModule(PhasedModule):
 
     def validation_step(self, batch: tuple[list[torch.Tensor], list[dict]], batch_idx: int) -> None:
         images, targets = batch
-        terms = self.model.losses(images, targets)
+        terms, detections = self.model.validate(images, targets)
         self.val_loss.update(sum(value.float() for value in terms.values()), len(images))
         threshold = self.hparams.val_score_threshold
-        for found, target in zip(self.model.detect(images), targets):
+        for found, target in zip(detections, targets):
             truth = target["masks"].bool().any(dim=0).cpu().numpy() if len(target["masks"]) else np.zeros(
                 found.shape, bool)
             self.val_dice.update(torch.tensor(union_dice(found.select(found.scores >= threshold), truth)))
