@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mammocad.models.norms import INPUT_NORMS
-from mammocad.train.config import PRECISIONS, Augment
+from mammocad.train.config import Augment, engine_field, engine_problems
 from mammocad.utils.config import check_workers
 
 SEGMENT_PHASES_EXAMPLE = "heads:2:1e-4,stage4+:2:1e-5,all:2:1e-6"
@@ -45,9 +45,8 @@ class SegmentTrainConfig:
     augment: Augment = field(default=Augment.FULL, metadata={
         "help": "joint augmentation: none, simple (horizontal flip), full (flips, affine, crop, "
                 "brightness/contrast, noise)"})
-    batch_size: int = field(default=4, metadata={"help": "images per step per process"})
-    workers: int | None = field(default=None, metadata={
-        "help": "data loader worker processes per training process (default: 0 on the CPU, up to 8 per GPU)"})
+    batch_size: int = field(default=4, metadata={"help": "images or tiles per step per process"})
+    workers: int | None = engine_field("workers")
     anchor_sizes: tuple[int, int, int, int, int] = field(default=(16, 32, 64, 128, 256), metadata={
         "help": "Mask R-CNN anchor sizes, px, one per FPN level P2-P6"})
     detections_per_image: int = field(default=100, metadata={"help": "most instances predicted per image"})
@@ -62,24 +61,19 @@ class SegmentTrainConfig:
         "help": "Mask R-CNN proposals sampled per image to train the box and mask heads"})
     val_score_threshold: float = field(default=0.5, metadata={
         "help": "validation Dice (val_dice, picks best.ckpt) uses the instances scoring at least this"})
-    weight_decay: float = field(default=0.0, metadata={"help": "Adam weight decay (L2)"})
-    precision: str = field(default="auto", metadata={
-        "help": f"{', '.join(PRECISIONS)}; auto: bf16-mixed on bf16-capable CPUs and GPUs, 16-mixed on older "
-                f"GPUs, else 32"})
-    accelerator: str = field(default="auto", metadata={"help": "Lightning accelerator: auto, cpu, gpu, ..."})
-    devices: int = field(default=1, metadata={"help": "devices (GPUs / CPU processes) per node"})
-    strategy: str = field(default="auto", metadata={"help": "Lightning strategy: auto, ddp, ddp_spawn, ..."})
-    num_nodes: int = field(default=1, metadata={"help": "machines (DDP)"})
-    early_stopping_patience: int = field(default=0, metadata={
-        "help": "stop after this many epochs of the last phase without a better val_dice; 0: off"})
-    seed: int = field(default=0, metadata={"help": "random seed (init, shuffling, augmentation)"})
+    weight_decay: float = engine_field("weight_decay")
+    precision: str = engine_field("precision")
+    accelerator: str = engine_field("accelerator")
+    devices: int = engine_field("devices")
+    strategy: str = engine_field("strategy")
+    num_nodes: int = engine_field("num_nodes")
+    early_stopping_patience: int = engine_field(
+        "early_stopping_patience", "stop after this many epochs of the last phase without a better val_dice; 0: off")
+    seed: int = engine_field("seed", "random seed (init, shuffling, augmentation)")
     out: Path = field(default=Path("runs/segmenter"), metadata={"help": "run folder"})
-    resume: bool = field(default=False, metadata={
-        "help": "continue the run in OUT from checkpoints/last.ckpt (a new run when there is none)"})
-    limit_train_batches: int | None = field(default=None, metadata={
-        "help": "train on at most this many batches per epoch (smoke runs); none: all"})
-    limit_val_batches: int | None = field(default=None, metadata={
-        "help": "validate on at most this many batches (smoke runs); none: all"})
+    resume: bool = engine_field("resume")
+    limit_train_batches: int | None = engine_field("limit_train_batches")
+    limit_val_batches: int | None = engine_field("limit_val_batches")
 
     def __post_init__(self) -> None:
         from mammocad.segment.models import SEGMENTER_PHASES, check_segmenter
@@ -91,7 +85,7 @@ class SegmentTrainConfig:
         object.__setattr__(self, "augment", Augment(self.augment))
         unit = (self.score_threshold, self.nms_threshold, self.mask_threshold, self.val_score_threshold)
         problems = [
-            (self.precision not in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"),
+            *engine_problems(self),
             (self.input_norm not in INPUT_NORMS, f"input_norm must be one of {', '.join(INPUT_NORMS)}, got "
                                                  f"{self.input_norm!r}"),
             (self.lesion_type not in LESION_TYPES, f"lesion_type must be one of {', '.join(LESION_TYPES)}, got "
@@ -99,15 +93,8 @@ class SegmentTrainConfig:
             (any(not 0 <= v <= 1 for v in unit), "score_threshold, nms_threshold, mask_threshold and "
                                                  "val_score_threshold must be in [0, 1]"),
             (min(self.anchor_sizes) < 1, f"anchor_sizes must be >= 1 px, got {self.anchor_sizes}"),
-            (min(self.batch_size, self.detections_per_image, self.rpn_proposals, self.rois_per_image) < 1,
-             "batch_size, detections_per_image, rpn_proposals and rois_per_image must be >= 1"),
-            (self.weight_decay < 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
-            (self.devices < 1 or self.num_nodes < 1, f"devices and num_nodes must be >= 1, got {self.devices}, "
-                                                     f"{self.num_nodes}"),
-            (self.early_stopping_patience < 0, f"early_stopping_patience must be >= 0, got "
-                                               f"{self.early_stopping_patience}"),
-            (any(n is not None and n < 1 for n in (self.limit_train_batches, self.limit_val_batches)),
-             "limit_train_batches and limit_val_batches must be >= 1 or none"),
+            (min(self.detections_per_image, self.rpn_proposals, self.rois_per_image) < 1,
+             "detections_per_image, rpn_proposals and rois_per_image must be >= 1"),
         ]
         for failed, message in problems:
             if failed:
