@@ -17,7 +17,7 @@ the process's peak proportional set size while that variant ran (``_common.PeakM
 model and earlier allocations included. ``cpu_bf16``: whether this CPU has native bf16
 arithmetic (``mammocad.train.fastpath.cpu_supports_bf16``); without it, bf16 is emulated.
 
-    python benchmarks/bench_segment.py --steps 2 --repeats 1
+    python benchmarks/bench_segment.py --steps 2 --repeats 1 --threads 1
 """
 
 from __future__ import annotations
@@ -88,7 +88,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch intra-op threads (default: torch's); 1 on a machine shared with other jobs, "
+                             "where spinning OpenMP threads that lose their core slow every op down")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     images, targets = batch(args.size, args.batch, seed=0)
     for name in args.models.split(","):
         options = MODELS[name]
