@@ -11,7 +11,7 @@ import importlib
 from mammocad.cli.common import Interrupted, app
 
 # Each module registers its commands on ``app`` when imported.
-COMMAND_MODULES = ("classify", "data", "demo", "infer", "quality", "report", "segment_eval", "serve")
+COMMAND_MODULES = ("classify", "data", "demo", "infer", "quality", "report", "segment", "segment_eval", "serve")
 for _module in COMMAND_MODULES:
     importlib.import_module(f"mammocad.cli.{_module}")
 

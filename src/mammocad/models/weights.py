@@ -55,15 +55,15 @@ def download_url(url: str, path: Path) -> None:
     torch.hub.download_url_to_file(url, str(path), hash_prefix=match.group(1) if match else None, progress=False)
 
 
-def imagenet_checkpoint(model_name: str, url: str) -> Path:
-    """Path of the cached ImageNet file of ``url``, downloading it first when it is not cached."""
+def imagenet_checkpoint(model_name: str, url: str, what: str = "ImageNet") -> Path:
+    """Path of the cached ``what`` ("ImageNet", "COCO") file of ``url``, downloading it first when it is not cached."""
     path = hub_checkpoint_path(url)
     if not path.is_file():
         try:
             download_url(url, path)
         except (OSError, RuntimeError) as err:  # URLError/HTTPError/timeouts are OSErrors; bad hash: RuntimeError
             raise WeightsUnavailable(
-                f"ImageNet weights for {model_name} are not cached and could not be downloaded "
+                f"{what} weights for {model_name} are not cached and could not be downloaded "
                 f"({_one_line(err)}). Download {url} and put it at {path} "
                 f"(the torch hub cache; set TORCH_HOME to use another cache), "
                 f"or pass a state_dict file instead: --weights PATH") from err
@@ -126,18 +126,33 @@ def load_backbone_state_dict(model: Classifier, state: Mapping[str, torch.Tensor
     otherwise WeightsError lists the missing / unexpected / mismatched keys. The heads keep their
     random init.
     """
-    kept = {key: value for key, value in state.items() if not key.startswith(model.replaced_keys)}
+    load_module_state_dict(model.backbone, state, skip=model.replaced_keys, name=model.spec.name, source=source,
+                           part="backbone")
+
+
+def load_module_state_dict(module: torch.nn.Module, state: Mapping[str, torch.Tensor], *, skip: tuple[str, ...],
+                           name: str, source: str, part: str) -> None:
+    """Load ``state`` into ``module`` leaving out the keys under the prefixes ``skip``, otherwise strictly.
+
+    Every other key of ``module`` must be in ``state`` with the same shape and ``state`` may hold
+    nothing else: WeightsError (naming ``source`` and the model ``name``) lists the missing
+    ``part`` ("backbone", "model") / unexpected / mismatched keys otherwise.
+    """
+    kept = {key: value for key, value in state.items() if not key.startswith(skip)}
     try:
-        result = model.backbone.load_state_dict(kept, strict=False)
+        # nn.Module's own method: smp's encoders override it (dropping their classifier keys)
+        # and return nothing, where the key lists are needed here.
+        result = torch.nn.Module.load_state_dict(module, kept, strict=False)
     except RuntimeError as err:  # shape mismatches
-        raise WeightsError(f"{source}: does not fit {model.spec.name}: {_one_line(err)}") from err
+        raise WeightsError(f"{source}: does not fit {name}: {_one_line(err)}") from err
     problems = []
-    if result.missing_keys:
-        problems.append(f"missing backbone keys: {_examples(result.missing_keys)}")
+    missing = [key for key in result.missing_keys if not key.startswith(skip)]
+    if missing:
+        problems.append(f"missing {part} keys: {_examples(missing)}")
     if result.unexpected_keys:
         problems.append(f"unexpected keys: {_examples(result.unexpected_keys)}")
     if problems:
-        raise WeightsError(f"{source}: not a {model.spec.name} state_dict; " + "; ".join(problems))
+        raise WeightsError(f"{source}: not a {name} state_dict; " + "; ".join(problems))
 
 
 def load_checkpoint_state_dict(model: Classifier, state: Mapping[str, torch.Tensor], source: str) -> None:

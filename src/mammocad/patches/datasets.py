@@ -71,34 +71,50 @@ class SegmentationDataset(Dataset):
     Returns ``(image, target)``: image (1, H, W) float32 in [0, 1]; target ``{"masks": uint8
     (N, H, W) 0/1, "boxes": float32 (N, 4) x0, y0, x1, y1, "labels": int64 (N,), "patch_id": str}``
     with N lesion instances (0 for normal/blank tiles). ``instance_classes`` maps an
-    instance's label (e.g. ``MALIGNANT_MASS``) to its class id (0 is background); default:
-    every mass is 1 and every calcification 2.
+    instance's label (e.g. ``MALIGNANT_MASS``) to its class id (>= 1; 0 is background);
+    instances whose label it does not map are left out of the target. Default: every mass is 1
+    and every calcification 2. ``negatives=False`` leaves out the samples with no instance left
+    (normal and blank tiles; images without a lesion of the mapped kinds). ``transform``, called
+    as ``transform(image, target)``, returns the sample to use (e.g. a joint augmentation,
+    ``mammocad.segment.augment``).
     """
 
     def __init__(self, root: str | Path, split: str | None = None, instance_classes: Mapping[str, int] | None = None,
-                 kind: str | None = None):
+                 kind: str | None = None, *, negatives: bool = True,
+                 transform: Callable[[torch.Tensor, dict], tuple[torch.Tensor, dict]] | None = None):
         self.root = Path(root)
-        self.frame = _select(read_manifest(self.root), split, kind)
         self.instance_classes = dict(instance_classes or {
             "BENIGN_MASS": 1, "MALIGNANT_MASS": 1, "BENIGN_CALCIFICATION": 2, "MALIGNANT_CALCIFICATION": 2,
         })
+        frame = _select(read_manifest(self.root), split, kind)
+        if not negatives:
+            frame = frame[[any(label in self.instance_classes for label in labels)
+                           for labels in frame["instance_labels"]]].reset_index(drop=True)
+        self.frame = frame
+        self.transform = transform
 
     def __len__(self) -> int:
         return len(self.frame)
 
+    def instance_count(self) -> int:
+        """Instances of the mapped labels over all samples (from the manifest; nothing is read)."""
+        return sum(label in self.instance_classes for labels in self.frame["instance_labels"] for label in labels)
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, Any]]:
         row = self.frame.iloc[index]
         image = read_image(self.root / row["file"])
-        masks = [read_image(self.root / m) > 0 for m in row["masks"]]
+        kept = [k for k, label in enumerate(row["instance_labels"]) if label in self.instance_classes]
+        masks = [read_image(self.root / row["masks"][k]) > 0 for k in kept]
         stacked = np.stack(masks) if masks else np.zeros((0, *image.shape), bool)
         target = {
             "masks": torch.from_numpy(stacked.astype(np.uint8)),
-            "boxes": torch.tensor(row["boxes"], dtype=torch.float32).reshape(-1, 4),
-            "labels": torch.tensor([self.instance_classes.get(lbl, 0) for lbl in row["instance_labels"]],
+            "boxes": torch.tensor([row["boxes"][k] for k in kept], dtype=torch.float32).reshape(-1, 4),
+            "labels": torch.tensor([self.instance_classes[row["instance_labels"][k]] for k in kept],
                                    dtype=torch.int64),
             "patch_id": row["patch_id"],
         }
-        return to_tensor(image), target
+        sample = to_tensor(image), target
+        return self.transform(*sample) if self.transform is not None else sample
 
 
 # Workers start from a clean forkserver process, not a fork of the caller: a fork inherits

@@ -69,7 +69,7 @@ class LastPhaseEarlyStopping(EarlyStopping):
 
     A plateau while only the head trains must not end the run before the later phases unfreeze
     the backbone, so checks (and the patience count) start with the last phase's first epoch.
-    Needs a ``ClassifierModule`` (its ``in_last_phase``).
+    Needs a ``PhasedModule`` (its ``in_last_phase``): a classifier or a segmenter module.
     """
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -92,22 +92,13 @@ class TrainConfig:
         parse_phases(self.phases)
         object.__setattr__(self, "augment", Augment(self.augment))
         problems = [
-            (self.precision not in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"),
+            *engine_problems(self),
             (self.input_norm is not None and self.input_norm not in INPUT_NORMS,
              f"input_norm must be one of {', '.join(INPUT_NORMS)} or none, got {self.input_norm!r}"),
             (self.input_size is not None and self.input_size < spec.min_input_size,
              f"input_size of {self.model} must be >= {spec.min_input_size}, got {self.input_size}"),
             (not 0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}"),
             (not 0.0 <= self.intensity_jitter < 1.0, f"intensity_jitter must be in [0, 1), got {self.intensity_jitter}"),
-            (self.weight_decay < 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
-            (self.batch_size < 1, f"batch_size must be >= 1, got {self.batch_size}"),
-            (self.workers is not None and self.workers < 0, f"workers must be >= 0, got {self.workers}"),
-            (self.devices < 1 or self.num_nodes < 1, f"devices and num_nodes must be >= 1, got {self.devices}, "
-                                                     f"{self.num_nodes}"),
-            (self.early_stopping_patience < 0, f"early_stopping_patience must be >= 0, got "
-                                               f"{self.early_stopping_patience}"),
-            (any(n is not None and n < 1 for n in (self.limit_train_batches, self.limit_val_batches)),
-             "limit_train_batches and limit_val_batches must be >= 1 or none"),
         ]
         for failed, message in problems:
             if failed:
@@ -119,3 +110,27 @@ class TrainConfig:
         from mammocad.models import get_spec
 
         return self.input_size if self.input_size is not None else get_spec(self.model).input_size
+
+
+def engine_field(name: str, help_text: str | None = None):
+    """A dataclass ``field`` like TrainConfig's ``name`` (its default and help; ``help_text`` replaces
+    the help), for another run config (the segmenters') with the same engine setting."""
+    original = TrainConfig.__dataclass_fields__[name]
+    return field(default=original.default, metadata={**original.metadata, **({"help": help_text} if help_text else {})})
+
+
+def engine_problems(config) -> list[tuple[bool, str]]:
+    """``(failed, message)`` checks of the settings every run config has (``mammocad.train.engine.fit_run``'s:
+    precision, weight_decay, batch_size, workers, devices, num_nodes, early_stopping_patience, limit_*_batches)."""
+    return [
+        (config.precision not in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {config.precision!r}"),
+        (config.weight_decay < 0, f"weight_decay must be >= 0, got {config.weight_decay}"),
+        (config.batch_size < 1, f"batch_size must be >= 1, got {config.batch_size}"),
+        (config.workers is not None and config.workers < 0, f"workers must be >= 0, got {config.workers}"),
+        (config.devices < 1 or config.num_nodes < 1, f"devices and num_nodes must be >= 1, got {config.devices}, "
+                                                     f"{config.num_nodes}"),
+        (config.early_stopping_patience < 0, f"early_stopping_patience must be >= 0, got "
+                                             f"{config.early_stopping_patience}"),
+        (any(n is not None and n < 1 for n in (config.limit_train_batches, config.limit_val_batches)),
+         "limit_train_batches and limit_val_batches must be >= 1 or none"),
+    ]

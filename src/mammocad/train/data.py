@@ -23,6 +23,7 @@ of the val split (rank, rank + world, ...), so each sample is scored exactly onc
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import lightning as L
 import numpy as np
@@ -114,23 +115,22 @@ class EpochView(Dataset):
             return self.dataset[index]
 
 
-class PatchDataModule(L.LightningDataModule):
-    """Train (augmented) and val (resize only) loaders of ``task`` over the patch set at ``root``.
+class EpochDataModule(L.LightningDataModule):
+    """Train and val loaders over two datasets: the train one through ``EpochView`` (epoch-seeded, sharded).
 
-    ``input_size``: side S of the model input, px. ``batch_size``: samples per step per process.
-    Datasets are opened (and checked: every class present in train and val) on construction;
-    the per-process views on ``setup``. Train with ``EpochSeed`` among the trainer's callbacks.
+    ``batch_size``: samples per step per process; ``collate_fn``: the loaders' (None: default
+    stacking; ``detection_collate`` for segmentation samples). The per-process views are made on
+    ``setup``. Train with ``EpochSeed`` among the trainer's callbacks.
     """
 
-    def __init__(self, root: Path, task: Task, *, input_size: int, augment: Augment | str, intensity: float,
-                 batch_size: int, workers: int, seed: int):
+    def __init__(self, train_set: Dataset, val_set: Dataset, *, batch_size: int, workers: int, seed: int,
+                 collate_fn: Callable | None = None):
         super().__init__()
-        self.root = Path(root)
+        self.train_set, self.val_set = train_set, val_set
         self.batch_size = batch_size
         self.workers = workers
         self.seed = seed
-        self.train_set = task_dataset(self.root, "train", task, train_transform(augment, input_size, intensity))
-        self.val_set = task_dataset(self.root, "val", task, eval_transform(input_size))
+        self.collate_fn = collate_fn
         self.train_view: EpochView | None = None
 
     def setup(self, stage: str) -> None:
@@ -141,12 +141,30 @@ class PatchDataModule(L.LightningDataModule):
         # The loader's first iterator (and its workers' first items) is created right after this
         # call, before any epoch-start hook: set the epoch a run starts or resumes at here.
         self.train_view.set_epoch(sampler_epoch(self.trainer))
-        return make_loader(self.train_view, batch_size=self.batch_size, shuffle=False, workers=self.workers)
+        return make_loader(self.train_view, batch_size=self.batch_size, shuffle=False, workers=self.workers,
+                           collate_fn=self.collate_fn)
 
     def val_dataloader(self) -> DataLoader:
         rank, world = self.trainer.global_rank, self.trainer.world_size
         return make_loader(Subset(self.val_set, range(rank, len(self.val_set), world)), batch_size=self.batch_size,
-                           shuffle=False, workers=self.workers)
+                           shuffle=False, workers=self.workers, collate_fn=self.collate_fn)
+
+
+class PatchDataModule(EpochDataModule):
+    """Train (augmented) and val (resize only) loaders of ``task`` over the patch set at ``root``.
+
+    ``input_size``: side S of the model input, px. ``batch_size``: samples per step per process.
+    Datasets are opened (and checked: every class present in train and val) on construction;
+    the per-process views on ``setup``. Train with ``EpochSeed`` among the trainer's callbacks.
+    """
+
+    def __init__(self, root: Path, task: Task, *, input_size: int, augment: Augment | str, intensity: float,
+                 batch_size: int, workers: int, seed: int):
+        root = Path(root)
+        super().__init__(task_dataset(root, "train", task, train_transform(augment, input_size, intensity)),
+                         task_dataset(root, "val", task, eval_transform(input_size)),
+                         batch_size=batch_size, workers=workers, seed=seed)
+        self.root = root
 
 
 class EpochSeed(Callback):

@@ -62,7 +62,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import lightning as L
 import pandas as pd
@@ -76,7 +76,7 @@ from mammocad.models import get_spec
 from mammocad.patches.store import patch_set_fingerprint
 from mammocad.train.allocator import keep_freed_memory
 from mammocad.train.callbacks import EpochCsvLogger, LastPhaseEarlyStopping
-from mammocad.train.data import EpochSeed, PatchDataModule, balanced_class_weights, class_counts
+from mammocad.train.data import EpochDataModule, EpochSeed, PatchDataModule, balanced_class_weights, class_counts
 from mammocad.train.fastpath import (
     cpu_supports_bf16,
     device_type,
@@ -86,7 +86,7 @@ from mammocad.train.fastpath import (
     uses_strided_depthwise_kernel,
 )
 from mammocad.train.config import RESUME_FREE, TrainConfig
-from mammocad.train.module import ClassifierModule
+from mammocad.train.module import ClassifierModule, PhasedModule
 from mammocad.train.tasks import get_task
 from mammocad.utils.atomic import check_output_folder, write_json, write_text
 from mammocad.utils.config import config_dict, dump_yaml
@@ -101,14 +101,23 @@ class TrainResult:
     """Where a run's files are and how it went (read from its metrics.csv, so the same on every launcher).
 
     ``epochs_run``: epochs completed by the run so far, resumed invocations included.
-    ``best_val_auc``: the highest val_auc in metrics.csv (the one of ``best_checkpoint``).
+    ``monitor``: the validation metric that picks ``best_checkpoint`` (``val_auc`` for classifiers,
+    ``val_dice`` for segmenters); ``best_value``: its highest value in metrics.csv.
     """
 
     run_dir: Path
     best_checkpoint: Path
     last_checkpoint: Path
-    best_val_auc: float
+    best_value: float
     epochs_run: int
+    monitor: str = "val_auc"
+
+    @property
+    def best_val_auc(self) -> float:
+        """A classifier run's ``best_value``."""
+        if self.monitor != "val_auc":
+            raise AttributeError(f"this run is selected by {self.monitor}, not val_auc")
+        return self.best_value
 
 
 def _read_json(path: Path) -> dict:
@@ -118,8 +127,12 @@ def _read_json(path: Path) -> dict:
         return {}
 
 
-def _check_run_folder(config: TrainConfig, data_fingerprint: str) -> Path | None:
-    """The checkpoint to resume from (None: a new run); DataError when the folder cannot be used."""
+def check_run_folder(config: Any, data_fingerprint: str, resume_free: frozenset[str] = RESUME_FREE) -> Path | None:
+    """The checkpoint to resume from (None: a new run); DataError when the folder cannot be used.
+
+    ``config``: a run config with ``out``, ``data`` and ``resume``; ``resume_free``: its fields
+    that may change on resume.
+    """
     out = check_output_folder(config.out)
     last = out / CHECKPOINTS / f"{LAST}.ckpt"
     if not config.resume:
@@ -137,29 +150,29 @@ def _check_run_folder(config: TrainConfig, data_fingerprint: str) -> Path | None
     saved = yaml.safe_load(saved_path.read_text()) if saved_path.is_file() else {}
     current = config_dict(config)
     changed = [f"{key} (run: {saved.get(key)!r}, now: {value!r})" for key, value in current.items()
-               if key not in RESUME_FREE and key in saved and saved[key] != value]
+               if key not in resume_free and key in saved and saved[key] != value]
     if changed:
         raise DataError(saved_path, f"cannot resume with different settings: {'; '.join(changed)}")
     return last
 
 
 @rank_zero_only
-def _write_run_files(out: Path, config: TrainConfig, run: dict) -> None:
+def _write_run_files(out: Path, config: Any, run: dict) -> None:
     write_text(out / "config.yaml", dump_yaml(config))
     write_json(out / "run.json", run)
 
 
-def _result(out: Path) -> TrainResult:
+def _result(out: Path, monitor: str) -> TrainResult:
     metrics = pd.read_csv(out / METRICS)
     return TrainResult(run_dir=out, best_checkpoint=out / CHECKPOINTS / f"{BEST}.ckpt",
-                       last_checkpoint=out / CHECKPOINTS / f"{LAST}.ckpt",
-                       best_val_auc=float(metrics["val_auc"].max()), epochs_run=int(metrics["epoch"].max()) + 1)
+                       last_checkpoint=out / CHECKPOINTS / f"{LAST}.ckpt", monitor=monitor,
+                       best_value=float(metrics[monitor].max()), epochs_run=int(metrics["epoch"].max()) + 1)
 
 
-def _trainer(config: TrainConfig, out: Path, module: ClassifierModule, device: str, precision: str, *,
-             resumed: bool, callbacks: Sequence[Callback], progress: bool) -> L.Trainer:
+def _trainer(config: Any, out: Path, module: PhasedModule, device: str, precision: str, *,
+             resumed: bool, callbacks: Sequence[Callback], progress: bool, monitor_name: str) -> L.Trainer:
     """The Lightning Trainer of a run: checkpoints, seeding, early stopping, CSV + TensorBoard logs."""
-    monitor = {"monitor": "val_auc", "mode": "max"}
+    monitor = {"monitor": monitor_name, "mode": "max"}
     # Two checkpoint callbacks: Lightning's save_last only writes last.ckpt in epochs that improve
     # the monitored metric, and resume needs every epoch's.
     run_callbacks: list[Callback] = [
@@ -202,7 +215,7 @@ def _lightning_info_off() -> Iterator[None]:
             logger.setLevel(level)
 
 
-def _fit(trainer: L.Trainer, module: ClassifierModule, data: PatchDataModule, ckpt_path: Path | None) -> None:
+def _fit(trainer: L.Trainer, module: PhasedModule, data: EpochDataModule, ckpt_path: Path | None) -> None:
     """``trainer.fit``, with a Ctrl-C left a KeyboardInterrupt.
 
     Lightning catches the KeyboardInterrupt, shuts down gracefully (the last finished epoch's
@@ -233,18 +246,17 @@ def train_classifier(config: TrainConfig, *, progress: bool = True, callbacks: S
     ImageNet weights are neither cached nor downloadable; ``KeyboardInterrupt`` after a Ctrl-C
     (the checkpoints of the epochs finished so far stay, for ``resume``).
     """
-    out = Path(config.out)
     data_fingerprint = patch_set_fingerprint(config.data)  # refuses a patch set older than its prepared folder
-    resume_from = _check_run_folder(config, data_fingerprint)
+    resume_from = check_run_folder(config, data_fingerprint)
     if get_spec(config.model).is_classical:
+        out = Path(config.out)
         if resume_from is None:  # a classical fit is one step: a run with checkpoints is finished
             from mammocad.train.classical import fit_classical
 
             fitted = fit_classical(config, progress=progress)
             _write_run_files(out, config, {**fitted.run, "resumed_from": None, "data_fingerprint": data_fingerprint})
             fitted.save(out / CHECKPOINTS, out / METRICS)
-        return _result(out)
-    previous_seconds = _read_json(out / "run.json").get("train_seconds", 0.0) if resume_from else 0.0
+        return _result(out, "val_auc")
     task = get_task(config.task)
     input_size = config.model_input_size
     device = device_type(config.accelerator)
@@ -263,22 +275,41 @@ def train_classifier(config: TrainConfig, *, progress: bool = True, callbacks: S
                               weight_decay=config.weight_decay, class_weights=weights, channels_last=channels_last,
                               fast_strided_depthwise=uses_strided_depthwise_kernel(device, precision),
                               run_config=config_dict(config))
+    return fit_run(config, module, data, device=device, precision=precision, resume_from=resume_from,
+                   data_fingerprint=data_fingerprint, monitor="val_auc", callbacks=callbacks, progress=progress,
+                   run_info={"channels_last": channels_last, "workers": workers,
+                             "strided_depthwise_layers": module.strided_depthwise_layers,
+                             "input_size": input_size, "class_weights": weights,
+                             "train_patches": len(data.train_set), "val_patches": len(data.val_set)})
+
+
+def fit_run(config: Any, module: PhasedModule, data: EpochDataModule, *, device: str, precision: str,
+            resume_from: Path | None, data_fingerprint: str, monitor: str, run_info: dict,
+            callbacks: Sequence[Callback] = (), progress: bool = True) -> TrainResult:
+    """Fit ``module`` on ``data`` into the run folder ``config.out``; the part every kind of run shares.
+
+    ``config``: the run's config (``out``, ``seed``, the Lightning settings ``accelerator``,
+    ``devices``, ``num_nodes``, ``strategy``, ``early_stopping_patience``, ``limit_*_batches``),
+    written to config.yaml; ``monitor``: the logged validation metric (higher is better) that
+    picks best.ckpt and drives early stopping; ``run_info``: the caller's entries of run.json,
+    beside the device, precision, allocator, resume and library ones added here.
+    """
+    out = Path(config.out)
+    previous_seconds = _read_json(out / "run.json").get("train_seconds", 0.0) if resume_from else 0.0
     # On the CPU a step frees and re-allocates the same activations; keeping that memory in the
     # process saves re-mapping it every step (mammocad.train.allocator).
     with keep_freed_memory(enabled=device == "cpu") as keeps_freed_memory, _lightning_info_off():
         try:  # before the first file is written: settings this machine cannot run leave no run folder
             trainer = _trainer(config, out, module, device, precision, resumed=resume_from is not None,
-                               callbacks=callbacks, progress=progress)
+                               callbacks=callbacks, progress=progress, monitor_name=monitor)
         except (MisconfigurationException, ValueError) as err:  # e.g. --accelerator gpu without a GPU
             raise DataError(None, f"cannot train with accelerator {config.accelerator!r}, devices {config.devices}, "
                                   f"strategy {config.strategy!r} here: {err}") from None
         _write_run_files(out, config, {
-            "precision": precision, "channels_last": channels_last, "device": device, "cpu_bf16": cpu_supports_bf16(),
-            "workers": workers, "strided_depthwise_layers": module.strided_depthwise_layers,
+            "precision": precision, "device": device, "cpu_bf16": cpu_supports_bf16(), **run_info,
             "cpu_allocator_keeps_freed_memory": keeps_freed_memory,
             "accelerator": config.accelerator, "devices": config.devices, "num_nodes": config.num_nodes,
-            "strategy": config.strategy, "input_size": input_size, "class_weights": weights,
-            "train_patches": len(data.train_set), "val_patches": len(data.val_set),
+            "strategy": config.strategy,
             "resumed_from": None if resume_from is None else str(resume_from),
             "data_fingerprint": data_fingerprint,
             "software": software_versions(), "machine": machine_info(), "started_at": now_iso(),
@@ -286,7 +317,7 @@ def train_classifier(config: TrainConfig, *, progress: bool = True, callbacks: S
         started = time.perf_counter()
         _fit(trainer, module, data, resume_from)
     _record_finish(out, time.perf_counter() - started, previous_seconds)
-    return _result(out)
+    return _result(out, monitor)
 
 
 @rank_zero_only

@@ -17,9 +17,15 @@ from zero, as in a separate fit per phase). The current phase index is stored in
 checkpoint and restored before the optimizer is built, so a resumed run loads the optimizer
 state of the phase it was saved in and switches at the same epoch as an uninterrupted run.
 Frozen BatchNorm layers stay in eval mode (``set_frozen_bn_eval``) throughout.
+
+The phase machinery lives in ``PhasedModule``, which the segmenters' LightningModule
+(``mammocad.segment.training``) shares: a subclass holds its network in ``self.model`` and says
+which parameters a named phase trains (``set_phase``).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import lightning as L
 import torch
@@ -35,46 +41,25 @@ from mammocad.train.tasks import get_task
 PHASE_KEY = "mammocad_phase_index"  # checkpoint entry holding the phase the optimizer state belongs to
 
 
-class ClassifierModule(L.LightningModule):
-    """Trains ``build_classifier(model, task classes, weights, dropout, input_norm)`` on ``task``.
+class PhasedModule(L.LightningModule):
+    """A LightningModule trained phase by phase (see the module docstring): optimizer, phase switches, resume.
 
-    Every argument is saved in the checkpoint's hyperparameters (``save_hyperparameters``):
-    ``input_size`` (side S of the input, px) is recorded for inference; ``phases`` is a
-    schedule string (``mammocad.train.schedule``); ``weight_decay`` is Adam's L2 penalty;
-    ``channels_last`` converts the model and its inputs to channels-last memory format;
-    ``fast_strided_depthwise`` swaps strided depthwise convolutions for ``StridedDepthwiseConv2d``
-    (same parameters and outputs, a faster bf16 CPU backward; ``strided_depthwise_layers`` counts them);
-    ``run_config`` is the run's full configuration (a flat dict), kept for provenance.
+    ``schedule``: the parsed phases. Subclasses set ``self.model`` and implement ``set_phase(name)``
+    (``requires_grad`` of the phase's parameters); ``hparams.weight_decay`` is Adam's L2 penalty.
     """
 
-    def __init__(self, *, model: str, task: str, input_size: int, phases: str, weights: str = "none",
-                 dropout: float = 0.2, input_norm: str | None = None, weight_decay: float = 0.0,
-                 class_weights: list[float] | None = None, channels_last: bool = False,
-                 fast_strided_depthwise: bool = False, run_config: dict | None = None):
+    def __init__(self, schedule: Any):
         super().__init__()
-        self.save_hyperparameters()
-        self.task = get_task(task)
-        self.schedule = parse_phases(phases)
-        self.model = build_classifier(model, self.task.num_classes, weights=weights, dropout=dropout,
-                                      input_norm=input_norm)
-        if channels_last:
-            self.model.to(memory_format=torch.channels_last)
-        self.strided_depthwise_layers = use_fast_strided_depthwise(self.model) if fast_strided_depthwise else 0
-        weight = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
-        self.register_buffer("class_weight", weight, persistent=False)
-        kind = "binary" if self.task.is_binary else "multiclass"
-        self.train_loss, self.val_loss = MeanMetric(), MeanMetric()
-        self.train_acc = Accuracy(task=kind, num_classes=self.task.num_classes, average="micro")
-        self.val_acc = Accuracy(task=kind, num_classes=self.task.num_classes, average="micro")
-        self.val_auc = AUROC(task=kind, num_classes=self.task.num_classes, average="macro")
+        self.schedule = schedule
         self.phase_index = 0  # index into ``schedule`` of the phase applied to the model
-        self.apply_phase(0)
 
-    # ---- phases -------------------------------------------------------------------------------
+    def set_phase(self, name: str) -> None:
+        raise NotImplementedError
+
     def apply_phase(self, index: int) -> None:
         """Make phase ``index``'s layers (only) trainable; the optimizer is not touched."""
         self.phase_index = index
-        set_trainable(self.model, self.schedule[index].name)
+        self.set_phase(self.schedule[index].name)
 
     @property
     def in_last_phase(self) -> bool:
@@ -108,6 +93,43 @@ class ClassifierModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         # Called before the optimizer is built, so it matches the saved optimizer state.
         self.apply_phase(checkpoint[PHASE_KEY])
+
+
+class ClassifierModule(PhasedModule):
+    """Trains ``build_classifier(model, task classes, weights, dropout, input_norm)`` on ``task``.
+
+    Every argument is saved in the checkpoint's hyperparameters (``save_hyperparameters``):
+    ``input_size`` (side S of the input, px) is recorded for inference; ``phases`` is a
+    schedule string (``mammocad.train.schedule``); ``weight_decay`` is Adam's L2 penalty;
+    ``channels_last`` converts the model and its inputs to channels-last memory format;
+    ``fast_strided_depthwise`` swaps strided depthwise convolutions for ``StridedDepthwiseConv2d``
+    (same parameters and outputs, a faster bf16 CPU backward; ``strided_depthwise_layers`` counts them);
+    ``run_config`` is the run's full configuration (a flat dict), kept for provenance.
+    """
+
+    def __init__(self, *, model: str, task: str, input_size: int, phases: str, weights: str = "none",
+                 dropout: float = 0.2, input_norm: str | None = None, weight_decay: float = 0.0,
+                 class_weights: list[float] | None = None, channels_last: bool = False,
+                 fast_strided_depthwise: bool = False, run_config: dict | None = None):
+        super().__init__(parse_phases(phases))
+        self.save_hyperparameters()
+        self.task = get_task(task)
+        self.model = build_classifier(model, self.task.num_classes, weights=weights, dropout=dropout,
+                                      input_norm=input_norm)
+        if channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.strided_depthwise_layers = use_fast_strided_depthwise(self.model) if fast_strided_depthwise else 0
+        weight = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
+        self.register_buffer("class_weight", weight, persistent=False)
+        kind = "binary" if self.task.is_binary else "multiclass"
+        self.train_loss, self.val_loss = MeanMetric(), MeanMetric()
+        self.train_acc = Accuracy(task=kind, num_classes=self.task.num_classes, average="micro")
+        self.val_acc = Accuracy(task=kind, num_classes=self.task.num_classes, average="micro")
+        self.val_auc = AUROC(task=kind, num_classes=self.task.num_classes, average="macro")
+        self.apply_phase(0)
+
+    def set_phase(self, name: str) -> None:
+        set_trainable(self.model, name)
 
     # ---- steps --------------------------------------------------------------------------------
     def _input(self, x: torch.Tensor) -> torch.Tensor:

@@ -4,8 +4,9 @@ Written as ``phase:epochs:lr`` items separated by commas, e.g. the paper's stage
 ``head:3:1e-3,last_third:3:1e-4,last_two_thirds:3:1e-5`` (epochs 0-2 train the new head on a
 frozen backbone at lr 1e-3, epochs 3-5 also the backbone's last third at 1e-4, epochs 6-8 its
 last two thirds at 1e-5) or ``all:30:1e-3`` (end to end, e.g. the random-init baseline).
-Phase names are ``mammocad.models.PHASES`` (see ``mammocad.models.stages`` for which layers
-each one trains); epochs are whole epochs >= 1; learning rates are > 0.
+Phase names are ``mammocad.models.PHASES`` for the classifiers (see ``mammocad.models.stages``
+for which layers each one trains), another model family passes its own (the segmenters'
+``heads``, ``stage4+``, ``all``); epochs are whole epochs >= 1; learning rates are > 0.
 """
 
 from __future__ import annotations
@@ -54,13 +55,15 @@ class Schedule:
         return self.phases[index]
 
 
-def _bad(item: str, problem: str) -> ValueError:
-    return ValueError(f"phases: {item!r} {problem}; write phase:epochs:lr items separated by commas, "
-                      f"e.g. {EXAMPLE} (phases: {', '.join(PHASES)})")
+def parse_phases(text: str, names: tuple[str, ...] = PHASES, example: str = EXAMPLE) -> Schedule:
+    """``"head:3:1e-3,all:2:1e-4"`` -> Schedule; ValueError naming the bad item otherwise.
 
+    ``names``: the phase names allowed; ``example``: a valid schedule quoted in error messages.
+    """
+    def _bad(item: str, problem: str) -> ValueError:
+        return ValueError(f"phases: {item!r} {problem}; write phase:epochs:lr items separated by commas, "
+                          f"e.g. {example} (phases: {', '.join(names)})")
 
-def parse_phases(text: str) -> Schedule:
-    """``"head:3:1e-3,all:2:1e-4"`` -> Schedule; ValueError naming the bad item otherwise."""
     if not text.strip():
         raise _bad(text, "is empty")
     phases = []
@@ -69,7 +72,7 @@ def parse_phases(text: str) -> Schedule:
         if len(parts) != 3:
             raise _bad(item, "is not phase:epochs:lr")
         name, epochs_text, lr_text = parts
-        if name not in PHASES:
+        if name not in names:
             raise _bad(item, f"has unknown phase {name!r}")
         try:
             epochs = int(epochs_text)
