@@ -224,8 +224,10 @@ def test_ctrl_c_ends_a_running_command_with_one_line(tmp_path: Path):
 
     out = tmp_path / "synth"
     command = [sys.executable, "-m", "mammocad", "synth", str(out), "--patients", "200", "--workers", "1"]
+    # As in a terminal, SIGINT is not ignored in the child: a test run started in the background
+    # (`make test &`, nohup) ignores it, and Python then never raises KeyboardInterrupt.
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 600  # a guard against a hang, not a speed check
         while not (out / "synth_config.json").exists():  # written just before the first image
