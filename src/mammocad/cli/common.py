@@ -131,4 +131,8 @@ def app() -> None:
       mammocad train-classifier --data data/large --task benign_malignant --weights none --out runs/bm
       mammocad evaluate-classifier --checkpoint runs/bm/checkpoints/best.ckpt --data data/large
       mammocad demo                               # all of the above, end to end
+      mammocad train-segmenter --data data/r512 --out runs/seg   # after `patches --kind resize512`
+      mammocad evaluate-segmenter --checkpoint runs/seg/checkpoints/best.ckpt --data data/prepared --out runs/seg/eval
+      mammocad export --run runs/bm --out bm.mcad && mammocad predict scans/ --classifier bm.mcad --baseline blob --out pred
+      mammocad report runs                        # one HTML page of every run below runs/
     """
