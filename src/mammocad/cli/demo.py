@@ -30,7 +30,7 @@ def demo(out: Path, patients: int, workers: int, seed: int) -> None:
 
     Generates the data, prepares full images and masks, prints Table 9 for the split every
     later step uses, extracts every patch kind and prints Tables 11/12, trains a small benign-vs-malignant classifier on
-    the large-context patches and evaluates it on the test split. Re-running reuses the
+    the large-context patches, evaluates it on the test split and writes OUT/report.html. Re-running reuses the
     data and patches (a new classifier run replaces the old one).
     """
     import shutil
@@ -78,6 +78,9 @@ def demo(out: Path, patients: int, workers: int, seed: int) -> None:
     evaluation = evaluate_classifier(demo_checkpoint(result), config.data, run_dir / "evaluation")
     click.echo("[5/5] evaluation on the test split:")
     print_evaluation(evaluation, run_dir / "evaluation")
+    from mammocad.report import build_report
+
+    report = build_report(out)  # Tables 9/11/12, ROC, curves, confusion, provenance: one offline page
     report_failures(failures)
     click.echo("\nOutputs:")
     click.echo(f"  synthetic dataset   {synth_dir}/csv, {synth_dir}/CBIS-DDSM")
@@ -86,5 +89,6 @@ def demo(out: Path, patients: int, workers: int, seed: int) -> None:
     click.echo(f"  before/after plots  {prepared_dir}/figures ({len(summary.figures)} files)")
     click.echo(f"  patch sets          {patches_dir}/<kind>/patches.csv, example grid in <kind>/figures/examples.png")
     click.echo(f"  classifier run      {run_dir}/checkpoints, metrics.csv, evaluation/ (ROC, confusion, predictions)")
+    click.echo(f"  report              {report} (open it in a browser; tables also as .md and CSV)")
     if failures:
         sys.exit(1)
