@@ -14,7 +14,6 @@ from mammocad import DISCLAIMER
 from mammocad.cli import app
 from mammocad.evaluate.segmentation import (
     ImageResult,
-    dice,
     evaluate_image,
     froc_curve,
     iou_matrix,
@@ -24,6 +23,7 @@ from mammocad.evaluate.segmentation import (
     summarise,
     write_image_results,
 )
+from mammocad.utils.geometry import dice
 from mammocad.evaluate.segmentation_plots import froc_figure, loss_curves_figure, overlay_figure, save_figure
 from mammocad.evaluate.segmenter import evaluate_segmenter
 from mammocad.segment.baselines import baseline, blob_detector

@@ -51,20 +51,11 @@ from mammocad.evaluate.metrics import BootstrapCI
 from mammocad.segment.instances import Instances
 from mammocad.utils.atomic import write_csv
 from mammocad.utils.errors import DataError
-from mammocad.utils.geometry import mask_box
+from mammocad.utils.geometry import dice, mask_box
 
 IOU_THRESHOLD = 0.1
 STRICT_IOU = 0.5
 FROC_FP_RATES = (0.5, 1.0, 2.0)
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    """Dice coefficient of two same-shape masks (non-zero = inside), in [0, 1]; both empty: 1.0."""
-    a, b = np.asarray(a) != 0, np.asarray(b) != 0
-    if a.shape != b.shape:
-        raise ValueError(f"masks differ in shape: {a.shape} vs {b.shape}")
-    total = np.count_nonzero(a) + np.count_nonzero(b)
-    return 1.0 if total == 0 else 2.0 * np.count_nonzero(a & b) / total
 
 
 def iou_matrix(predicted: np.ndarray, truth: np.ndarray) -> np.ndarray:

@@ -45,6 +45,7 @@ from mammocad.train.schedule import parse_phases
 from mammocad.train.strided_depthwise import use_fast_strided_depthwise
 from mammocad.utils.config import config_dict
 from mammocad.utils.errors import DataError
+from mammocad.utils.geometry import dice
 from mammocad.utils.imageio import read_image
 
 INPUT_KINDS = ("seg", "resize512")
@@ -56,9 +57,7 @@ def union_dice(predicted: Instances, truth: np.ndarray) -> float:
     ``truth``: (rows, cols) bool, the union of the true lesion masks on the prediction's grid.
     Both empty: 1.0 (nothing to find, nothing found). The paper's "average Dice" of one image.
     """
-    union = predicted.union()
-    total = int(union.sum()) + int(truth.sum())
-    return 1.0 if total == 0 else 2.0 * int(np.logical_and(union, truth).sum()) / total
+    return dice(predicted.union(), truth)
 
 
 def patch_set_geometry(root: Path) -> tuple[str, int, int | None]:

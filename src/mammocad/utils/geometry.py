@@ -103,3 +103,12 @@ class WindowCounter:
         bottom, right = rows + self.window[0], cols + self.window[1]
         s = self.integral
         return s[bottom, right] - s[rows, right] - s[bottom, cols] + s[rows, cols]
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    """Dice coefficient of two same-shape masks (non-zero = inside), in [0, 1]; both empty: 1.0."""
+    a, b = np.asarray(a) != 0, np.asarray(b) != 0
+    if a.shape != b.shape:
+        raise ValueError(f"masks differ in shape: {a.shape} vs {b.shape}")
+    total = np.count_nonzero(a) + np.count_nonzero(b)
+    return 1.0 if total == 0 else 2.0 * np.count_nonzero(a & b) / total
