@@ -9,12 +9,20 @@ are left out). Folds: ``StratifiedGroupKFold`` over these images, grouped by pat
 left/right pair is one woman), stratified by "holds a lesion", shuffled with ``--seed``.
 
 Per fold, a *view* of the prepared folder (``images.csv`` / ``abnormalities.csv`` with
-absolute file paths) puts the fold's patients in ``test`` and every other patient in ``val``;
-``evaluate_segmenter`` then chooses the false-positive control (top-k, score threshold) on
-``val`` and applies it to ``test``, exactly as ``mammocad evaluate-segmenter`` does. Nothing is
-trained on mini-MIAS: a ``--checkpoint`` is a segmenter trained elsewhere (e.g. on CBIS-DDSM);
-every predictor runs on the same folds. Each image is predicted once per predictor (cached
-in memory as box crops) however many folds read it.
+absolute file paths) puts the fold's women in ``test``, about ``--val-fraction`` of the others
+(grouped and stratified again, ``mammocad.evaluate.crossval.validation_patients``) in ``val``
+and the rest in ``train``. ``evaluate_segmenter`` chooses the false-positive control (top-k,
+score threshold) on ``val`` and applies it to ``test``, exactly as ``mammocad
+evaluate-segmenter`` does; every predictor runs on the same folds and validation cuts.
+
+Predictors: the classical baselines (``--baseline``, default ``blob`` when nothing else is
+asked); ``--train imagenet`` / ``--train none``: a U-Net with a MobileNetV2 encoder trained per
+fold on its ``train`` women (``resize512``-kind images at ``--size`` px, lesion type mass,
+normals as negatives, joint ``full`` augmentation), from the ImageNet MobileNetV2 of
+``../shared/weights`` or from random initialisation, its last checkpoint predicting (runs
+under ``<work>/train``, resumable); ``--checkpoint``: a segmenter trained elsewhere (e.g. on
+CBIS-DDSM). A baseline's predictions are cached per image (as box crops) across folds; a
+trained model's per fold.
 
 Reported per predictor and setting (``raw``: every prediction; ``after_fp_control``), as JSON
 lines on stdout: the pooled out-of-fold average and max Dice, FP per image, lesion
@@ -26,6 +34,8 @@ pooled folds go to ``<work>/localise/<predictor>/``.
 Research software, not a medical device.
 
     python benchmarks/bench_localise_mias.py --work /tmp/mias-localise
+    python benchmarks/bench_localise_mias.py --work /tmp/mias-localise --baseline blob --train imagenet --train none \
+        --threads 1
     python benchmarks/bench_localise_mias.py --work /tmp/mias-localise --checkpoint runs/seg/checkpoints/best.ckpt
 """
 
@@ -36,15 +46,19 @@ import hashlib
 import json
 import tempfile
 import time
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedGroupKFold
 
 from mammocad import DISCLAIMER
+from mammocad.evaluate.crossval import patient_folds, validation_patients, write_fold_view
 from mammocad.evaluate.segmentation import summarise, write_image_results
 from mammocad.evaluate.segmenter import Predict, evaluate_segmenter, split_images
+from mammocad.patches.store import read_manifest
 from mammocad.preprocess.pipeline import PreprocessConfig
 from mammocad.preprocess.prepare import PrepareJob, run_prepare
 from mammocad.segment.baselines import baseline
@@ -94,13 +108,29 @@ def prepare(data: Path, work: Path, workers: int) -> Path:
     return prepared
 
 
-def fold_views(prepared: Path, work: Path, lesion_types: tuple[str, ...] | None, folds: int,
-               seed: int) -> list[Path]:
-    """One view folder per fold: its patients in ``test``, every other evaluated patient in ``val``."""
+@dataclass(frozen=True)
+class Fold:
+    """One fold: its index, a prepared-folder view with its splits, and its val and test patients."""
+
+    index: int
+    view: Path
+    val: set[str]
+    test: set[str]
+
+
+def make_folds(prepared: Path, work: Path, lesion_types: tuple[str, ...] | None, folds: int, seed: int,
+               val_fraction: float) -> tuple[pd.DataFrame, list[Fold]]:
+    """(evaluated images, one :class:`Fold` each): patient-grouped folds, a validation cut inside each training fold.
+
+    The views are prepared folders (``images.csv`` / ``abnormalities.csv`` with absolute paths)
+    whose ``split`` puts the fold's women in ``test``, about ``val_fraction`` of the others
+    (grouped, stratified by "holds a lesion": ``mammocad.evaluate.crossval``) in ``val`` and the
+    rest in ``train``. Every predictor chooses its false-positive control on ``val``; a trained
+    segmenter learns from ``train`` only.
+    """
     items = [item for split in ("train", "val", "test") for item in split_images(prepared, split, lesion_types)[0]]
     frame = pd.DataFrame({"image_id": [i.image_id for i in items], "patient_id": [i.patient_id for i in items],
-                          "lesion": [bool(i.lesions) for i in items]})
-    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+                          "target": [int(bool(i.lesions)) for i in items]})
     images = pd.read_csv(prepared / "images.csv")
     abnormalities = pd.read_csv(prepared / "abnormalities.csv")
     images = images[images["image_id"].isin(frame["image_id"])].copy()
@@ -109,28 +139,87 @@ def fold_views(prepared: Path, work: Path, lesion_types: tuple[str, ...] | None,
         images[column] = [str(prepared / p) for p in images[column]]
     abnormalities["prepared_mask"] = [str(prepared / p) if isinstance(p, str) else p
                                       for p in abnormalities["prepared_mask"]]
-    views = []
-    for k, (_, test) in enumerate(splitter.split(frame, frame["lesion"], groups=frame["patient_id"])):
-        test_patients = set(frame["patient_id"].iloc[test])
+    made = []
+    for k, test in enumerate(patient_folds(frame, folds, seed)):
+        val = validation_patients(frame[~frame["patient_id"].isin(test)], val_fraction, seed + k)
         view = work / "views" / f"fold{k}"
         view.mkdir(parents=True, exist_ok=True)
-        split = np.where(images["patient_id"].isin(test_patients), "test", "val")
+        split = np.where(images["patient_id"].isin(test), "test",
+                         np.where(images["patient_id"].isin(val), "val", "train"))
         images.assign(split=split).to_csv(view / "images.csv", index=False)
         split_of = dict(zip(images["image_id"], split))
         abnormalities.assign(split=abnormalities["image_id"].map(split_of)).to_csv(view / "abnormalities.csv",
                                                                                    index=False)
-        assert not test_patients & set(images.loc[split == "val", "patient_id"]), "a patient in test and val"
-        views.append(view)
-    return views
+        made.append(Fold(k, view, val, test))
+    return frame, made
 
 
-def predictors(args) -> dict[str, Predict]:
-    found: dict[str, Predict] = {f"baseline-{name}": baseline(name) for name in args.baseline}
+def resize_patches(prepared: Path, work: Path, size: int, workers: int) -> Path:
+    """The ``resize512``-kind patch set of the whole prepared folder at ``size`` px, built once (incremental)."""
+    from mammocad.patches.build import build_patches
+    from mammocad.patches.config import PatchJob, PatchKind, ResizeConfig
+
+    out = work / f"patches-resize{size}"
+    summary = build_patches(PatchJob(prepared=prepared, out=out, kind=PatchKind.RESIZE512, workers=workers,
+                                     figure=False), ResizeConfig(size=size), progress=False)
+    if summary.failures:
+        raise SystemExit(f"resize patches failed for {len(summary.failures)} images: {summary.failures[:3]}")
+    return out
+
+
+def patch_view(patches: Path, frame: pd.DataFrame, fold: Fold, out: Path) -> Path:
+    """The fold's view of the resize patch set: the evaluated images only, absolute paths, the fold's splits."""
+    manifest = read_manifest(patches)
+    manifest = manifest[manifest["image_id"].astype(str).isin(frame["image_id"])].copy()
+    manifest["file"] = [str(patches / f) for f in manifest["file"]]
+    manifest["masks"] = [json.dumps([str(patches / m) for m in masks]) for masks in manifest["masks"]]
+    for column in ("instance_keys", "instance_labels", "boxes"):
+        manifest[column] = [json.dumps(v) for v in manifest[column]]
+    manifest["target"] = 0  # write_fold_view drops it
+    return write_fold_view(manifest, {str(p) for p in fold.test}, {str(p) for p in fold.val}, out)
+
+
+def trained_segmenter(weights: str, args, patches: Path, frame: pd.DataFrame, fold: Fold, work: Path) -> Predict:
+    """Train (or resume, or reuse) the fold's U-Net on its ``train`` women; its last checkpoint's predictor.
+
+    ``weights``: ``imagenet`` (the ImageNet MobileNetV2 of ``../shared/weights``, decoder first
+    then everything: ``--phases-imagenet``) or ``none`` (random initialisation, ``--phases-none``).
+    The last checkpoint, not the best by validation Dice: the validation cut holds a handful of
+    masses, so picking an epoch on it picks noise (as for the demo's classifier).
+    """
+    from mammocad.segment.config import SegmentTrainConfig
+    from mammocad.segment.predict import load_segmenter
+    from mammocad.segment.training import train_segmenter
+
+    run = work / "train" / f"unet-{weights}" / f"fold{fold.index}"
+    view = patch_view(patches, frame, fold, run.parent / f"view{fold.index}")
+    pretrained = weights == "imagenet"
+    config = SegmentTrainConfig(
+        data=view, out=run, model="unet", encoder="mobilenet_v2",
+        weights=str(args.imagenet_weights) if pretrained else "none",
+        input_norm="minus_one_one" if pretrained else "imagenet", lesion_type="mass", negatives=True,
+        phases=args.phases_imagenet if pretrained else args.phases_none, augment="full",
+        batch_size=args.batch_size, workers=0, precision="32", seed=args.seed + fold.index, resume=True,
+        limit_train_batches=args.batches_per_epoch, limit_val_batches=args.val_batches, early_stopping_patience=0)
+    result = train_segmenter(config, progress=False)
+    log({"predictor": f"unet-{weights}", "fold": fold.index, "trained_epochs": result.epochs_run,
+         "run": str(run)})
+    segmenter = load_segmenter(result.last_checkpoint)
+    return lambda image, breast: segmenter.predict(image)
+
+
+def predictors(args, patches: Path | None, frame: pd.DataFrame, work: Path) -> dict[str, Callable[[Fold], Predict]]:
+    """Each predictor by name: a function of the fold giving that fold's ``Predict``."""
+    found: dict[str, Callable[[Fold], Predict]] = {
+        f"baseline-{name}": (lambda fold, p=baseline(name): p) for name in args.baseline}
+    for weights in args.train:
+        found[f"unet-{weights}"] = partial(trained_segmenter, weights, args, patches, frame, work=work)
     for checkpoint in args.checkpoint:
-        from mammocad.segment.predict import load_segmenter  # the trained segmenters (issue 11, part A)
+        from mammocad.segment.predict import load_segmenter  # a segmenter trained elsewhere
 
         segmenter = load_segmenter(checkpoint)
-        found[f"checkpoint-{Path(checkpoint).stem}"] = lambda image, breast, s=segmenter: s.predict(image)
+        found[f"checkpoint-{Path(checkpoint).stem}"] = (
+            lambda fold, s=segmenter: lambda image, breast: s.predict(image))
     return found
 
 
@@ -140,37 +229,62 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=None)
     parser.add_argument("--lesion-types", default="mass", help="comma-separated types, or all")
     parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--val-fraction", type=float, default=0.2,
+                        help="share of each training fold's women in its validation cut")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--baseline", action="append", default=None, help="classical detector(s); default blob")
-    parser.add_argument("--checkpoint", action="append", default=[], help="trained segmenter checkpoint(s)")
+    parser.add_argument("--checkpoint", action="append", default=[], help="segmenter checkpoint(s) trained elsewhere")
+    parser.add_argument("--train", action="append", default=[], choices=("imagenet", "none"),
+                        help="train a U-Net (MobileNetV2 encoder) per fold from these initial weights")
+    parser.add_argument("--imagenet-weights", type=Path, default=SHARED / "weights" / "mobilenet_v2_imagenet_coral.pt")
+    parser.add_argument("--size", type=int, default=256, help="side of the resized images the U-Net sees, px")
+    parser.add_argument("--phases-imagenet", default="heads:2:1e-3,all:10:3e-4")
+    parser.add_argument("--phases-none", default="all:12:1e-3")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batches-per-epoch", type=int, default=6,
+                        help="training batches per epoch (a fresh random subset each epoch)")
+    parser.add_argument("--val-batches", type=int, default=2, help="validation batches per epoch (val_dice only)")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (1 on a shared machine)")
     args = parser.parse_args()
-    args.baseline = args.baseline if args.baseline is not None else ([] if args.checkpoint else ["blob"])
+    args.baseline = args.baseline if args.baseline is not None else (
+        [] if args.checkpoint or args.train else ["blob"])
     if not args.data.is_dir():
         raise SystemExit(f"real data not available: {args.data} is absent")
+    if "imagenet" in args.train and not args.imagenet_weights.is_file():
+        raise SystemExit(f"ImageNet MobileNetV2 weights not available: {args.imagenet_weights} is absent")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     work = args.work or Path(tempfile.mkdtemp(prefix="mias-localise-"))
     lesion_types = None if args.lesion_types == "all" else tuple(args.lesion_types.split(","))
     prepared = prepare(args.data, work, args.workers)
-    views = fold_views(prepared, work, lesion_types, args.folds, args.seed)
+    frame, folds = make_folds(prepared, work, lesion_types, args.folds, args.seed, args.val_fraction)
+    patches = resize_patches(prepared, work, args.size, args.workers) if args.train else None
     reference_rate = None
-    for name, predict in predictors(args).items():
-        cached = CachedPredict(predict)
+    for name, factory in predictors(args, patches, frame, work).items():
+        caches: dict[int, CachedPredict] = {}  # one per distinct predictor: a fold's model sees its own val
         raw, after, points = [], [], []
         started = time.perf_counter()
         with PeakMemory() as peak:
-            for k, view in enumerate(views):
-                result = evaluate_segmenter(cached, view, "test", work / "localise" / name / f"fold{k}",
+            for fold in folds:
+                predict = factory(fold)
+                cached = caches.setdefault(id(predict), CachedPredict(predict))
+                result = evaluate_segmenter(cached, fold.view, "test", work / "localise" / name / f"fold{fold.index}",
                                             val_split="val", lesion_types=lesion_types, n_resamples=10,
-                                            n_overlays=2 if k == 0 else 0, seed=args.seed, name=name, progress=False)
+                                            n_overlays=2 if fold.index == 0 else 0, seed=args.seed, name=name,
+                                            progress=False)
                 raw += result.raw
                 after += result.after
-                points.append({"fold": k, "top_k": result.operating_point.top_k,
+                points.append({"fold": fold.index, "top_k": result.operating_point.top_k,
                                "min_score": round(result.operating_point.min_score, 4),
                                "val_average_dice_before": round(result.operating_point.val_average_dice_before, 4),
                                "val_average_dice_after": round(result.operating_point.val_average_dice_after, 4)})
         seconds = time.perf_counter() - started
-        rate = cached.images / cached.seconds if cached.seconds else float("nan")
+        predicted, predict_seconds = (sum(c.images for c in caches.values()), sum(c.seconds for c in caches.values()))
+        rate = predicted / predict_seconds if predict_seconds else float("nan")
         reference_rate = reference_rate or rate
         out = work / "localise" / name
         write_image_results(out / "pooled_raw.csv", raw)
