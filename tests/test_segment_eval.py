@@ -12,12 +12,12 @@ from click.testing import CliRunner
 
 from mammocad import DISCLAIMER
 from mammocad.cli import app
+from mammocad.evaluate.metrics import resampling_weights
 from mammocad.evaluate.segmentation import (
     ImageResult,
     evaluate_image,
     froc_curve,
     iou_matrix,
-    patient_resample_weights,
     prefix_average_dice,
     read_image_results,
     summarise,
@@ -136,7 +136,8 @@ def test_summary_and_patient_bootstrap():
     low, high = summary["average_dice_ci"]
     assert low <= summary["average_dice"] <= high
     # images of one patient are drawn together: both "a" images always share their weight
-    weights = patient_resample_weights(["a", "a", "b"], n_resamples=50, seed=0)
+    weights = np.vstack([*resampling_weights(["a", "a", "b"], 3, n_resamples=50, seed=0, chunk=7)])
+    assert weights.shape == (50, 3)
     assert (weights[:, 0] == weights[:, 1]).all()
     assert (weights[:, 0] + weights[:, 2] == 2).all()  # two patients drawn per resample
 

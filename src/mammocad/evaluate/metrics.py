@@ -18,7 +18,7 @@ scikit-learn on resampled data.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -231,16 +231,15 @@ class BootstrapCI:
     n_skipped: int
 
 
-def _resampling_weights(rng: np.random.Generator, codes: np.ndarray, n_groups: int, size: int) -> np.ndarray:
-    """(size, N) count weights: ``n_groups`` groups drawn with replacement; a sample weighs its group's count."""
-    counts = rng.multinomial(n_groups, np.full(n_groups, 1.0 / n_groups), size=size).astype(np.float64)
-    return counts[:, codes]
+def resampling_weights(groups: Sequence | np.ndarray | None, n: int, n_resamples: int, seed: int,
+                       chunk: int | None = None) -> Iterator[np.ndarray]:
+    """Count weights of a percentile bootstrap of ``n`` samples, in blocks of at most ``chunk`` (R, n) rows.
 
-
-def _bootstrap_values(targets: np.ndarray, n_classes: int, statistic: Callable[[np.ndarray], np.ndarray],
-                      groups: Sequence | np.ndarray | None, n_resamples: int, seed: int) -> np.ndarray:
-    """``statistic(weights)`` of the kept resamples: (R', N) weights -> (R',) values, concatenated."""
-    n = len(targets)
+    ``groups`` None: each resample draws ``n`` samples with replacement from all ``n``
+    (multinomial counts). ``groups`` ((n,) labels, e.g. patient ids): whole groups are drawn
+    instead, G from the G distinct labels, each sample weighing its group's draw count (a
+    cluster bootstrap). ``n_resamples`` rows in all, deterministic for a ``seed``.
+    """
     if n == 0:
         raise ValueError("cannot bootstrap an empty sample")
     if groups is None:
@@ -248,15 +247,24 @@ def _bootstrap_values(targets: np.ndarray, n_classes: int, statistic: Callable[[
     else:
         if len(groups) != n:
             raise ValueError(f"groups must have one entry per sample ({n}), got {len(groups)}")
-        codes, uniques = pd.factorize(np.asarray(groups))
+        codes, uniques = pd.factorize(np.asarray(groups, dtype=object))
         n_groups = len(uniques)
+    rng = np.random.default_rng(seed)
+    chunk = chunk or n_resamples
+    for start in range(0, n_resamples, chunk):
+        size = min(chunk, n_resamples - start)
+        counts = rng.multinomial(n_groups, np.full(n_groups, 1.0 / n_groups), size=size).astype(np.float64)
+        yield counts[:, codes]
+
+
+def _bootstrap_values(targets: np.ndarray, n_classes: int, statistic: Callable[[np.ndarray], np.ndarray],
+                      groups: Sequence | np.ndarray | None, n_resamples: int, seed: int) -> np.ndarray:
+    """``statistic(weights)`` of the kept resamples: (R', N) weights -> (R',) values, concatenated."""
+    n = len(targets)
     present = np.flatnonzero(np.bincount(targets, minlength=n_classes))
     one_hot = (targets[:, None] == present[None, :]).astype(np.float64)  # (N, K) present classes
-    rng = np.random.default_rng(seed)
-    chunk = max(1, _BOOTSTRAP_CHUNK_ELEMENTS // n)
     values = []
-    for start in range(0, n_resamples, chunk):
-        weights = _resampling_weights(rng, codes, n_groups, min(chunk, n_resamples - start))
+    for weights in resampling_weights(groups, n, n_resamples, seed, chunk=max(1, _BOOTSTRAP_CHUNK_ELEMENTS // max(n, 1))):
         kept = weights[((weights @ one_hot) > 0).all(axis=1)]
         if len(kept):
             result = np.asarray(statistic(kept), dtype=np.float64)
@@ -266,10 +274,13 @@ def _bootstrap_values(targets: np.ndarray, n_classes: int, statistic: Callable[[
     return np.concatenate(values) if values else np.empty(0)
 
 
-def _percentiles(values: np.ndarray, level: float) -> tuple[float, float]:
-    if not len(values):
+def percentile_interval(values: np.ndarray, level: float) -> tuple[float, float]:
+    """The ``(1 - level) / 2`` and ``(1 + level) / 2`` quantiles of the finite ``values``; NaNs when there are none."""
+    values = np.asarray(values, np.float64)
+    kept = values[np.isfinite(values)]
+    if not len(kept):
         return float("nan"), float("nan")
-    low, high = np.percentile(values, [50 * (1 - level), 50 * (1 + level)])
+    low, high = np.percentile(kept, [50 * (1 - level), 50 * (1 + level)])
     return float(low), float(high)
 
 
@@ -310,7 +321,7 @@ def bootstrap_ci(
     targets = _targets(targets, _n_classes(scores_arr))
     values = _bootstrap_values(targets, _n_classes(scores_arr), lambda w: metric_fn(targets, scores_arr, w), groups,
                                n_resamples, seed)
-    low, high = _percentiles(values, level)
+    low, high = percentile_interval(values, level)
     return BootstrapCI(low, high, level, n_resamples, n_resamples - len(values))
 
 
@@ -355,7 +366,7 @@ def paired_bootstrap_difference(
     point = float(metric_fn(targets, b, ones)[0] - metric_fn(targets, a, ones)[0])
     deltas = _bootstrap_values(targets, _n_classes(a), lambda w: metric_fn(targets, b, w) - metric_fn(targets, a, w),
                                groups, n_resamples, seed)
-    low, high = _percentiles(deltas, level)
+    low, high = percentile_interval(deltas, level)
     above = float((deltas > 0).mean()) if len(deltas) else float("nan")
     return PairedDifference(point, low, high, above, level, n_resamples, n_resamples - len(deltas))
 

@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mammocad.evaluate.metrics import BootstrapCI
+from mammocad.evaluate.metrics import BootstrapCI, percentile_interval, resampling_weights
 from mammocad.segment.instances import Instances
 from mammocad.utils.atomic import write_csv
 from mammocad.utils.errors import DataError
@@ -197,23 +197,11 @@ def _weight_at_or_above(scores: np.ndarray, weights: np.ndarray, thresholds: np.
 
 
 # ---- summary with patient-level CIs ------------------------------------------------------------------
-def patient_resample_weights(patients: Sequence[str], n_resamples: int = 1000, seed: int = 0) -> np.ndarray:
-    """(R, N) bootstrap weights of N images: R draws of the patients with replacement; each image
-    weighs its patient's draw count. ``patients``: (N,) patient id of each image."""
-    codes, uniques = pd.factorize(np.asarray(patients, dtype=object))
-    if not len(uniques):
-        raise ValueError("cannot bootstrap an empty sample")
-    rng = np.random.default_rng(seed)
-    counts = rng.multinomial(len(uniques), np.full(len(uniques), 1 / len(uniques)), size=n_resamples)
-    return counts[:, codes].astype(np.float64)
-
-
 def percentile_ci(values: np.ndarray, level: float = 0.95) -> BootstrapCI:
     """Percentile interval of (R,) bootstrap values; NaN values (undefined resamples) are skipped and counted."""
     values = np.asarray(values, np.float64)
-    kept = values[np.isfinite(values)]
-    low, high = np.percentile(kept, [50 * (1 - level), 50 * (1 + level)]) if len(kept) else (np.nan, np.nan)
-    return BootstrapCI(float(low), float(high), level, len(values), len(values) - len(kept))
+    low, high = percentile_interval(values, level)
+    return BootstrapCI(low, high, level, len(values), int((~np.isfinite(values)).sum()))
 
 
 def summarise(results: Sequence[ImageResult], n_resamples: int = 1000, seed: int = 0,
@@ -223,7 +211,7 @@ def summarise(results: Sequence[ImageResult], n_resamples: int = 1000, seed: int
     ``average_dice`` and ``max_dice``: means over the images with a lesion;
     ``false_positives_per_image``; ``sensitivity_iou_0.1`` / ``sensitivity_iou_0.5``: pooled over
     lesions; ``froc_sensitivity_at_<x>_fp``. CIs as ``<name>_ci = [low, high]`` (``None`` when
-    undefined), from the same patient resamples for every measure (``patient_resample_weights``).
+    undefined), from the same patient resamples for every measure (``metrics.resampling_weights``).
     """
     if not results:
         raise ValueError("no images to summarise")
@@ -239,7 +227,7 @@ def summarise(results: Sequence[ImageResult], n_resamples: int = 1000, seed: int
         f"sensitivity_iou_{STRICT_IOU}": (column["hits_iou_high"], column["n_lesions"]),
     }
     patients = [r.patient_id for r in results]
-    weights = np.vstack([np.ones(len(results)), patient_resample_weights(patients, n_resamples, seed)])
+    weights = np.vstack([np.ones(len(results)), *resampling_weights(patients, len(results), n_resamples, seed)])
     values: dict[str, np.ndarray] = {}  # row 0: the point estimate, then one value per resample
     with np.errstate(invalid="ignore", divide="ignore"):
         for name, (numerator, denominator) in ratios.items():
