@@ -121,6 +121,14 @@ def masks_to_input_grid(masks: np.ndarray, geometry: Geometry) -> np.ndarray:
     return out
 
 
+def content_mask(geometry: Geometry) -> np.ndarray:
+    """(rows, cols) bool on the prepared grid: the pixels showing the original image, not its square padding."""
+    rows = geometry.to_input(np.arange(geometry.output_shape[0]), np.zeros(geometry.output_shape[0]))[0]
+    cols = geometry.to_input(np.zeros(geometry.output_shape[1]), np.arange(geometry.output_shape[1]))[1]
+    return np.outer(_covered(rows, geometry.crop_top, geometry.cropped_shape[0]),
+                    _covered(cols, geometry.crop_left, geometry.cropped_shape[1]))
+
+
 def between_grids(pixels: np.ndarray, source: Geometry, target: Geometry) -> np.ndarray:
     """An array on ``source``'s prepared grid resampled onto ``target``'s prepared grid, nearest neighbour.
 

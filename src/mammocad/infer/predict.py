@@ -41,7 +41,14 @@ from mammocad.data.registry import detect_dataset, load_dataset
 from mammocad.infer.bundle import Bundle, read_bundle
 from mammocad.infer.config import PredictConfig
 from mammocad.infer.dicom_seg import write_dicom_seg
-from mammocad.infer.mapping import between_grids, box_to_input, masks_to_input_grid, outlines_to_input, pixel_area_in_input
+from mammocad.infer.mapping import (
+    between_grids,
+    box_to_input,
+    content_mask,
+    masks_to_input_grid,
+    outlines_to_input,
+    pixel_area_in_input,
+)
 from mammocad.infer.overlay import overlay_image, write_overlay
 from mammocad.patches.datasets import to_tensor
 from mammocad.patches.large_context import large_context_patches
@@ -361,8 +368,10 @@ def predict_image(source: InputImage, models: Models, config: PredictConfig) -> 
         geometry = prepared.geometry
     with _timed(times, "segment"):
         instances = _propose(models, image, prepared, str(source.path)).sorted()
-        keep = [k for k, mask in enumerate(instances.masks) if mask.any()]
-        instances = instances.select(np.asarray(keep, np.intp))
+        # a model may outline the square padding too: regions are what they cover of the image
+        masks = instances.masks & content_mask(geometry)
+        keep = np.flatnonzero(masks.any(axis=(1, 2)))
+        instances = dataclasses.replace(instances.select(keep), masks=masks[keep])
     cam = None
     probabilities = np.zeros((0, len(bundle.class_names)))
     if len(instances):
