@@ -1,0 +1,52 @@
+"""Masks between pixel grids: the box-wise original-grid resampling (DICOM SEG) and between two preprocessings."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mammocad.infer.mapping import between_grids, content_mask, masks_to_input_grid, to_input_grid
+from mammocad.preprocess.config import PreprocessConfig
+from mammocad.preprocess.pipeline import preprocess
+from mammocad.utils.geometry import dice
+from test_infer_predict import LESION, mammogram
+
+
+@pytest.mark.parametrize("size", [None, 128, 640])  # as is, downscaled, upscaled
+def test_masks_to_input_grid_is_the_stacked_full_resampling(size: int | None):
+    geometry = preprocess(mammogram(), config=PreprocessConfig(size=size)).geometry
+    assert geometry.flipped and geometry.crop_top > 0  # every step that moves pixels
+    rng = np.random.default_rng(0)
+    masks = np.zeros((4, *geometry.output_shape), bool)
+    rows, cols = geometry.output_shape
+    for k, (r, c) in enumerate([(0, 0), (rows // 3, cols // 2), (rows - 9, cols - 7)]):  # corners: crop and padding
+        masks[k, r:r + 9, c:c + 7] = rng.random((min(9, rows - r), min(7, cols - c))) > 0.3
+    # masks[2] lies in the square padding (nothing of the image: maps to nothing), masks[3] is empty
+    got = masks_to_input_grid(masks, geometry)
+    expected = np.stack([to_input_grid(m, geometry) for m in masks])
+    assert got.shape == (4, *geometry.input_shape) and np.array_equal(got, expected) and got[:2].any(axis=(1, 2)).all()
+
+
+def test_between_grids_moves_a_lesion_to_another_preprocessing():
+    image = mammogram()
+    lesion = np.zeros(image.shape, np.uint8)
+    row0, col0, row1, col1 = LESION
+    lesion[row0:row1, col0:col1] = 255
+    full = preprocess(image, [lesion], config=PreprocessConfig())
+    small = preprocess(image, [lesion], config=PreprocessConfig(size=96, crop_left=0.0, crop_right=0.0))
+    moved = between_grids(full.masks[0] > 0, full.geometry, small.geometry)
+    assert moved.shape == small.geometry.output_shape and dice(moved, small.masks[0] > 0) > 0.85
+    back = between_grids(moved, small.geometry, full.geometry)
+    assert dice(back, full.masks[0] > 0) > 0.85
+    assert np.array_equal(between_grids(full.masks[0], full.geometry, full.geometry), full.masks[0])
+    # nothing lands in the square padding
+    assert not (between_grids(np.ones(full.geometry.output_shape, bool), full.geometry, small.geometry)
+                & ~content_mask(small.geometry)).any()
+
+
+def test_content_mask_is_the_image_without_its_padding():
+    prepared = preprocess(mammogram(), config=PreprocessConfig(size=100))
+    content = content_mask(prepared.geometry)
+    assert content.any() and not content.all()  # taller than wide: columns padded on the right
+    assert not prepared.breast_mask[~content].any()
+    assert content[:, 0].all() and not content[:, -1].any()
