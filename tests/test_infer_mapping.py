@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from mammocad.infer.mapping import between_grids, content_mask, masks_to_input_grid, to_input_grid
+from mammocad.infer.dicom_seg import write_dicom_seg
+from mammocad.infer.mapping import between_grids, content_mask, masks_to_input_grid, masks_to_input_labels, to_input_grid
 from mammocad.preprocess.config import PreprocessConfig
 from mammocad.preprocess.pipeline import preprocess
 from mammocad.utils.geometry import dice
-from test_infer_predict import LESION, mammogram
+from mammocad.utils.imageio import read_dicom_header
+from test_infer_predict import LESION, mammogram, write_case_dicom
 
 
 @pytest.mark.parametrize("size", [None, 128, 640])  # as is, downscaled, upscaled
@@ -25,6 +29,28 @@ def test_masks_to_input_grid_is_the_stacked_full_resampling(size: int | None):
     got = masks_to_input_grid(masks, geometry)
     expected = np.stack([to_input_grid(m, geometry) for m in masks])
     assert got.shape == (4, *geometry.input_shape) and np.array_equal(got, expected) and got[:2].any(axis=(1, 2)).all()
+    labels = masks_to_input_labels(masks, geometry)  # the masks do not overlap: one label map holds them
+    assert labels.dtype == np.uint8 and np.array_equal(labels, (expected * np.arange(1, 5)[:, None, None]).sum(axis=0))
+    overlapping = np.concatenate([masks, masks[1:2]])
+    assert masks_to_input_labels(overlapping, geometry) is None
+
+
+def test_dicom_seg_from_a_label_map_is_the_seg_from_the_stacked_masks(tmp_path: Path):
+    import highdicom as hd
+
+    header = write_case_dicom(tmp_path / "case.dcm")
+    source = read_dicom_header(tmp_path / "case.dcm")
+    masks = np.zeros((2, *mammogram().shape), bool)
+    masks[0, 10:20, 30:50] = masks[1, 100:140, 60:70] = True
+    label_map = (masks * np.array([1, 2])[:, None, None]).sum(axis=0).astype(np.uint8)
+    pixels = []
+    for name, segments in (("stack", masks), ("labels", label_map)):
+        write_dicom_seg(tmp_path / f"{name}.dcm", source, segments, ["a", "b"])
+        seg = hd.seg.segread(tmp_path / f"{name}.dcm")
+        assert seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence[0].ReferencedSOPInstanceUID == header.sop_uid
+        pixels.append(seg.get_pixels_by_source_instance([header.sop_uid])[0])
+    assert pixels[0].shape == (*mammogram().shape, 2) and np.array_equal(pixels[0], pixels[1])
+    assert np.array_equal(np.moveaxis(pixels[0], -1, 0), masks)
 
 
 def test_between_grids_moves_a_lesion_to_another_preprocessing():

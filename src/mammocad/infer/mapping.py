@@ -10,6 +10,8 @@ original pixels.
 
 from __future__ import annotations
 
+from typing import Iterator
+
 import cv2
 import numpy as np
 
@@ -99,17 +101,14 @@ def to_input_grid(pixels: np.ndarray, geometry: Geometry, shape: tuple[int, int]
     return _gather(pixels, *_sample_indices(rows, cols, geometry))
 
 
-def masks_to_input_grid(masks: np.ndarray, geometry: Geometry) -> np.ndarray:
-    """Masks (N, rows, cols) on the prepared grid -> (N, rows, cols) bool on the original pixel grid.
-
-    The same as stacking :func:`to_input_grid` of each mask, but each is resampled only where it
-    can be nonzero (the original rows and cols that map into its bounding box: one interval each,
-    the mapping being monotonic), so N full-size masks cost one zeroed array plus N small gathers.
-    """
+def _boxwise(masks: np.ndarray, geometry: Geometry) -> Iterator[tuple[int, slice, slice, np.ndarray]]:
+    """Per nonempty mask k (N, rows, cols on the prepared grid): the original-grid window (row slice,
+    col slice) where it can be nonzero and its resampled pixels there (nearest neighbour, as
+    :func:`to_input_grid`). The window is the original rows and cols that map into the mask's
+    bounding box: one interval each, the mapping being monotonic."""
     if masks.ndim != 3 or masks.shape[1:] != geometry.output_shape:
         raise ValueError(f"masks {masks.shape} are not (N, *{geometry.output_shape})")
     rows, cols, rows_in, cols_in = _sample_indices(*_original_centres(geometry, geometry.input_shape), geometry)
-    out = np.zeros((len(masks), *geometry.input_shape), bool)
     for k, mask in enumerate(masks):
         if not mask.any():
             continue
@@ -117,8 +116,33 @@ def masks_to_input_grid(masks: np.ndarray, geometry: Geometry) -> np.ndarray:
         r = np.flatnonzero(rows_in & (rows >= box.row0) & (rows < box.row1))
         c = np.flatnonzero(cols_in & (cols >= box.col0) & (cols < box.col1))
         if len(r) and len(c):
-            out[k, r[0]:r[-1] + 1, c[0]:c[-1] + 1] = mask[np.ix_(rows[r[0]:r[-1] + 1], cols[c[0]:c[-1] + 1])]
+            window_rows, window_cols = slice(r[0], r[-1] + 1), slice(c[0], c[-1] + 1)
+            yield k, window_rows, window_cols, mask[np.ix_(rows[window_rows], cols[window_cols])]
+
+
+def masks_to_input_grid(masks: np.ndarray, geometry: Geometry) -> np.ndarray:
+    """Masks (N, rows, cols) on the prepared grid -> (N, rows, cols) bool on the original pixel grid.
+
+    The same as stacking :func:`to_input_grid` of each mask, but each is resampled only inside
+    its window (:func:`_boxwise`), so N full-size masks cost one zeroed array plus N small gathers.
+    """
+    out = np.zeros((len(masks), *geometry.input_shape), bool)
+    for k, window_rows, window_cols, pixels in _boxwise(masks, geometry):
+        out[k, window_rows, window_cols] = pixels
     return out
+
+
+def masks_to_input_labels(masks: np.ndarray, geometry: Geometry) -> np.ndarray | None:
+    """Masks (N, rows, cols) on the prepared grid -> one label map on the original pixel grid: value
+    k + 1 where mask k is (as :func:`masks_to_input_grid`), 0 elsewhere; uint8, uint16 above 255
+    masks. None when two masks overlap there (one label map cannot hold both)."""
+    labels = np.zeros(geometry.input_shape, np.uint8 if len(masks) < 256 else np.uint16)
+    for k, window_rows, window_cols, pixels in _boxwise(masks, geometry):
+        window = labels[window_rows, window_cols]
+        if window[pixels].any():
+            return None
+        window[pixels] = k + 1
+    return labels
 
 
 def content_mask(geometry: Geometry) -> np.ndarray:

@@ -46,6 +46,7 @@ from mammocad.infer.mapping import (
     box_to_input,
     content_mask,
     masks_to_input_grid,
+    masks_to_input_labels,
     outlines_to_input,
     pixel_area_in_input,
 )
@@ -408,8 +409,10 @@ def predict_image(source: InputImage, models: Models, config: PredictConfig) -> 
                                                             config.overlay_side))
         if header is not None and regions:
             files["dicom_seg"] = f"{source.name}_seg.dcm"
-            masks = masks_to_input_grid(instances.masks, geometry)
-            write_dicom_seg(out / files["dicom_seg"], header, masks,
+            segments = masks_to_input_labels(instances.masks, geometry)
+            if segments is None:  # overlapping regions
+                segments = masks_to_input_grid(instances.masks, geometry)
+            write_dicom_seg(out / files["dicom_seg"], header, segments,
                             [f"region {r['id']} {r['type']} p={r['malignancy_probability']:.2f}" for r in regions])
         write_json(out / files["json"], {
             "image": {"path": str(source.path), "name": source.name, "rows": int(image.shape[0]),
