@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mammocad.infer.dicom_seg import write_dicom_seg
-from mammocad.infer.mapping import between_grids, content_mask, masks_to_input_grid, masks_to_input_labels, to_input_grid
+from mammocad.infer.mapping import between_grids, content_window, masks_to_input_grid, masks_to_input_labels, to_input_grid
 from mammocad.preprocess.config import PreprocessConfig
 from mammocad.preprocess.pipeline import preprocess
 from mammocad.utils.geometry import dice
@@ -66,13 +66,18 @@ def test_between_grids_moves_a_lesion_to_another_preprocessing():
     assert dice(back, full.masks[0] > 0) > 0.85
     assert np.array_equal(between_grids(full.masks[0], full.geometry, full.geometry), full.masks[0])
     # nothing lands in the square padding
-    assert not (between_grids(np.ones(full.geometry.output_shape, bool), full.geometry, small.geometry)
-                & ~content_mask(small.geometry)).any()
+    everything = between_grids(np.ones(full.geometry.output_shape, bool), full.geometry, small.geometry)
+    rows, cols = content_window(small.geometry)
+    assert everything[rows, cols].mean() > 0.9 and everything.sum() == everything[rows, cols].sum()
 
 
-def test_content_mask_is_the_image_without_its_padding():
-    prepared = preprocess(mammogram(), config=PreprocessConfig(size=100))
-    content = content_mask(prepared.geometry)
-    assert content.any() and not content.all()  # taller than wide: columns padded on the right
-    assert not prepared.breast_mask[~content].any()
-    assert content[:, 0].all() and not content[:, -1].any()
+@pytest.mark.parametrize("size", [None, 100])
+def test_content_window_is_the_image_without_its_padding(size: int | None):
+    prepared = preprocess(mammogram(), config=PreprocessConfig(size=size))
+    rows, cols = content_window(prepared.geometry)
+    geometry = prepared.geometry
+    assert (rows.start, cols.start, rows.stop) == (0, 0, geometry.output_shape[0])  # taller than wide
+    scale = geometry.output_shape[1] / geometry.padded_shape[1]
+    assert cols.stop == pytest.approx(geometry.cropped_shape[1] * scale, abs=1)
+    assert cols.stop < geometry.output_shape[1]
+    assert prepared.breast_mask[:, cols].any() and not prepared.breast_mask[:, cols.stop:].any()

@@ -31,14 +31,17 @@ def box_to_input(box: Box, geometry: Geometry) -> tuple[float, float, float, flo
     return float(cols[0]), float(rows[0]), float(cols[1]), float(rows[1])
 
 
-def outlines_to_input(mask: np.ndarray, geometry: Geometry) -> list[list[list[float]]]:
+def outlines_to_input(mask: np.ndarray, geometry: Geometry,
+                      origin: tuple[int, int] = (0, 0)) -> list[list[list[float]]]:
     """The outer outline of each connected part of ``mask`` (prepared grid), as ``[[x, y], ...]`` in original pixels.
 
-    Outline points are the centres of the mask's boundary pixels (OpenCV ``findContours``,
-    simplified along straight runs), mapped back; largest part first.
+    ``mask`` may be a window of the prepared grid whose top-left pixel is at ``origin`` (row,
+    col): the region's bounding box is enough, and much cheaper than the whole grid. Outline
+    points are the centres of the mask's boundary pixels (OpenCV ``findContours``, simplified
+    along straight runs), mapped back; largest part first.
     """
     contours, _ = cv2.findContours(np.ascontiguousarray(mask, dtype=np.uint8), cv2.RETR_EXTERNAL,
-                                   cv2.CHAIN_APPROX_SIMPLE)
+                                   cv2.CHAIN_APPROX_SIMPLE, offset=(origin[1], origin[0]))
     outlines = []
     for contour in sorted(contours, key=lambda c: -cv2.contourArea(c) - len(c)):
         points = contour.reshape(-1, 2)  # (x, y) = (col, row)
@@ -145,12 +148,14 @@ def masks_to_input_labels(masks: np.ndarray, geometry: Geometry) -> np.ndarray |
     return labels
 
 
-def content_mask(geometry: Geometry) -> np.ndarray:
-    """(rows, cols) bool on the prepared grid: the pixels showing the original image, not its square padding."""
+def content_window(geometry: Geometry) -> tuple[slice, slice]:
+    """(rows, cols) slices of the prepared grid showing the original image: the square padding is
+    at the bottom and right, beyond them."""
     rows = geometry.to_input(np.arange(geometry.output_shape[0]), np.zeros(geometry.output_shape[0]))[0]
     cols = geometry.to_input(np.zeros(geometry.output_shape[1]), np.arange(geometry.output_shape[1]))[1]
-    return np.outer(_covered(rows, geometry.crop_top, geometry.cropped_shape[0]),
-                    _covered(cols, geometry.crop_left, geometry.cropped_shape[1]))
+    rows_in = np.flatnonzero(_covered(rows, geometry.crop_top, geometry.cropped_shape[0]))
+    cols_in = np.flatnonzero(_covered(cols, geometry.crop_left, geometry.cropped_shape[1]))
+    return slice(rows_in[0], rows_in[-1] + 1), slice(cols_in[0], cols_in[-1] + 1)
 
 
 def between_grids(pixels: np.ndarray, source: Geometry, target: Geometry) -> np.ndarray:

@@ -44,7 +44,7 @@ from mammocad.infer.dicom_seg import write_dicom_seg
 from mammocad.infer.mapping import (
     between_grids,
     box_to_input,
-    content_mask,
+    content_window,
     masks_to_input_grid,
     masks_to_input_labels,
     outlines_to_input,
@@ -52,16 +52,15 @@ from mammocad.infer.mapping import (
 )
 from mammocad.infer.overlay import overlay_image, write_overlay
 from mammocad.patches.datasets import to_tensor
-from mammocad.patches.large_context import large_context_patches
-from mammocad.patches.types import LesionMask
+from mammocad.patches.large_context import large_context_patch
 from mammocad.preprocess.config import PreprocessConfig
-from mammocad.preprocess.pipeline import Preprocessed, preprocess
+from mammocad.preprocess.pipeline import Geometry, Preprocessed, preprocess
 from mammocad.segment.instances import Instances
 from mammocad.train.augment import eval_transform
 from mammocad.train.fastpath import AUTOCAST_DTYPES, resolve_channels_last, resolve_precision
 from mammocad.utils.atomic import check_output_folder, write_json, write_rows_csv
 from mammocad.utils.errors import DataError
-from mammocad.utils.geometry import mask_box
+from mammocad.utils.geometry import Box, mask_box
 from mammocad.utils.imageio import DICOM_SUFFIXES, RASTER_SUFFIXES, is_dicom, read_dicom_header, read_image
 from mammocad.utils.parallel import Failure, map_items
 
@@ -188,10 +187,10 @@ class RegionClassifier:
         if resolve_channels_last(None, "cpu", precision):
             self.model.to(memory_format=torch.channels_last)
 
-    def inputs(self, image: np.ndarray, masks: np.ndarray) -> tuple[torch.Tensor, list[tuple[int, int, int, int]]]:
-        """Model inputs (N, 1, S, S) of the regions ``masks`` (N, rows, cols) and their windows (row, col, height, width)."""
-        lesions = [LesionMask(str(k), "REGION", mask.view(np.uint8) * np.uint8(255)) for k, mask in enumerate(masks)]
-        patches = large_context_patches(image, lesions, self.patches)
+    def inputs(self, image: np.ndarray, boxes: Sequence[Box]) -> tuple[torch.Tensor, list[tuple[int, int, int, int]]]:
+        """Model inputs (N, 1, S, S) of the regions whose masks' boxes are ``boxes`` and their windows (row, col,
+        height, width)."""
+        patches = [large_context_patch(image, box, self.patches) for box in boxes]
         x = torch.stack([self.transform(to_tensor(p.pixels)) for p in patches])
         return x, [(p.row, p.col, p.height, p.width) for p in patches]
 
@@ -353,6 +352,22 @@ def _propose(models: Models, image: np.ndarray, prepared: Preprocessed, source: 
     return Instances(masks, found.scores, boxes, found.labels)
 
 
+def _on_image(found: Instances, geometry: Geometry) -> tuple[Instances, list[Box]]:
+    """The regions highest score first, each cut to the image (a model may outline the square padding
+    too), empty ones dropped, with their masks' boxes (computed once: full-grid scans are the cost)."""
+    rows, cols = content_window(geometry)
+    order = np.argsort(-found.scores, kind="stable")
+    masks = found.masks[order]  # a copy: the cut below leaves the segmenter's arrays alone
+    masks[:, rows.stop:] = False
+    masks[:, :, cols.stop:] = False
+    boxes = [mask_box(mask) for mask in masks]
+    keep = np.array([box is not None for box in boxes], bool)
+    boxes = [box for box in boxes if box is not None]
+    xyxy = np.array([box.xyxy() for box in boxes], np.float32).reshape(-1, 4)
+    return Instances(masks if keep.all() else masks[keep], found.scores[order][keep], xyxy,
+                     found.labels[order][keep]), boxes
+
+
 def predict_image(source: InputImage, models: Models, config: PredictConfig) -> dict[str, Any]:
     """Predict one mammogram and write its JSON, overlay and (DICOM input) SEG into ``config.out``; its summary row.
 
@@ -368,16 +383,12 @@ def predict_image(source: InputImage, models: Models, config: PredictConfig) -> 
         prepared = preprocess(image, config=bundle.preprocess, source=str(source.path))
         geometry = prepared.geometry
     with _timed(times, "segment"):
-        instances = _propose(models, image, prepared, str(source.path)).sorted()
-        # a model may outline the square padding too: regions are what they cover of the image
-        masks = instances.masks & content_mask(geometry)
-        keep = np.flatnonzero(masks.any(axis=(1, 2)))
-        instances = dataclasses.replace(instances.select(keep), masks=masks[keep])
+        instances, boxes = _on_image(_propose(models, image, prepared, str(source.path)), geometry)
     cam = None
     probabilities = np.zeros((0, len(bundle.class_names)))
     if len(instances):
         with _timed(times, "classify"):
-            x, windows = models.classifier.inputs(prepared.image, instances.masks)
+            x, windows = models.classifier.inputs(prepared.image, boxes)
             probabilities = models.classifier.probabilities(x)
         if config.gradcam:
             with _timed(times, "gradcam"):
@@ -387,13 +398,13 @@ def predict_image(source: InputImage, models: Models, config: PredictConfig) -> 
                ] if header is not None else []
     per_pixel = pixel_area_in_input(geometry)
     regions = []
-    for k in range(len(instances)):
-        mask = instances.masks[k]
+    for k, box in enumerate(boxes):
+        mask = instances.masks[k, box.row0:box.row1, box.col0:box.col1]
         area_px = float(np.count_nonzero(mask) * per_pixel)
         regions.append({
             "id": k + 1,
-            "box": [round(v, 2) for v in box_to_input(mask_box(mask), geometry)],
-            "outline": outlines_to_input(mask.view(np.uint8), geometry),
+            "box": [round(v, 2) for v in box_to_input(box, geometry)],
+            "outline": outlines_to_input(mask.view(np.uint8), geometry, origin=(box.row0, box.col0)),
             "area_px": round(area_px, 1),
             "area_mm2": round(area_px * spacing[0] * spacing[1], 4) if len(spacing) == 2 else None,
             "type": _region_type(probabilities[k], bundle.class_names, bundle.task),
