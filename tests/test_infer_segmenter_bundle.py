@@ -21,14 +21,17 @@ from mammocad.utils.errors import DataError
 from mammocad.utils.imageio import read_image
 from test_cli import run  # tests/ is on sys.path
 from test_infer_predict import LESION, tiny_bundle, write_case_dicom
-from test_segment import _config, seg_sets  # noqa: F401 - seg_sets is a fixture used here
+import test_segment
+from test_segment import _config
+
+seg_sets = test_segment.seg_sets  # its fixture: the tiny resize512 and tile sets
 
 # a low mask threshold: the 2-step U-Net's probabilities are still near 0.5, and the tests need regions
 SEG_OVERRIDES = dict(phases="heads:1:1e-3", limit_train_batches=2, limit_val_batches=1, mask_threshold=0.3)
 
 
 @pytest.fixture(scope="module")
-def seg_run(seg_sets: dict[str, Path], tmp_path_factory) -> Path:  # noqa: F811 - the imported fixture
+def seg_run(seg_sets: dict[str, Path], tmp_path_factory) -> Path:
     """A U-Net run folder (resize512 at 64 px, 2 training steps)."""
     out = tmp_path_factory.mktemp("seg_run") / "run"
     train_segmenter(_config(seg_sets["resize512"], out, **SEG_OVERRIDES), progress=False)

@@ -53,7 +53,7 @@ from mammocad.segment.models import build_segmenter
 from mammocad.segment.postprocess import OperatingPoint
 from mammocad.segment.predict import Segmenter, load_segmenter
 from mammocad.train.inference import load_classifier
-from mammocad.utils.atomic import atomic_path
+from mammocad.utils.atomic import atomic_path, read_json_object
 from mammocad.utils.errors import DataError
 from mammocad.utils.stage import read_stage
 
@@ -211,13 +211,6 @@ def _validation_metrics(run: Path, epoch: int | None) -> dict[str, Any]:
     return {} if rows.empty else {k: v for k, v in rows.iloc[-1].to_dict().items() if pd.notna(v)}
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-
-
 @dataclass(frozen=True)
 class _TrainingData:
     """The patch set a run trained on and the prepared folder it was built from, as their stage.json say."""
@@ -262,7 +255,7 @@ def export_run(run: str | Path, checkpoint: str = "best", patches: str | Path | 
     """
     run = Path(run)
     ckpt = run / "checkpoints" / f"{checkpoint}.ckpt"
-    if "input_kind" in _read_json(run / "run.json"):
+    if "input_kind" in read_json_object(run / "run.json"):
         return _export_segmenter(run, ckpt, patches, evaluation)
     return _export_classifier(run, ckpt, patches, evaluation)
 
@@ -281,7 +274,7 @@ def _export_classifier(run: Path, ckpt: Path, patches: str | Path | None, evalua
     evaluation_file = Path(evaluation or run / "evaluation") / "metrics.json"
     if evaluation is not None and not evaluation_file.is_file():
         raise DataError(evaluation_file, "no such evaluation file (written by `mammocad evaluate-classifier`)")
-    evaluation = _read_json(evaluation_file)
+    evaluation = read_json_object(evaluation_file)
     binary = len(meta["class_names"]) == 2
     threshold = evaluation.get("threshold", 0.5 if binary else None)
     norm = meta["input_norm"]
@@ -310,11 +303,11 @@ def _segmenter_evaluation(run: Path, ckpt: Path, evaluation: str | Path | None) 
     """
     if evaluation is not None:
         path = Path(evaluation) / "metrics.json"
-        found = _read_json(path)
+        found = read_json_object(path)
         if "operating_point" not in found:
             raise DataError(path, "not an evaluation written by `mammocad evaluate-segmenter` (no operating point)")
         return found, path
-    candidates = {path: _read_json(path) for path in sorted(run.glob("*/**/metrics.json"))}
+    candidates = {path: read_json_object(path) for path in sorted(run.glob("*/**/metrics.json"))}
     chosen = {path: found for path, found in candidates.items() if "operating_point" in found
               and found.get("segmenter") == ckpt.name and found.get("val_split") is not None}
     if len(chosen) > 1:
