@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from mammocad.evaluate.segmenter import evaluate_segmenter
-from mammocad.infer.bundle import read_bundle, write_bundle
+from mammocad.infer.bundle import export_run, read_bundle, write_bundle
 from mammocad.preprocess.config import PreprocessConfig
 from mammocad.segment.predict import load_segmenter
 from mammocad.segment.training import train_segmenter
@@ -155,3 +155,16 @@ def test_predict_with_a_segmenter_bundle_and_a_classifier_bundle(seg_bundle: Pat
     assert mask.shape == (300, 220)
     assert (cols.min(), rows.min(), cols.max() + 1, rows.max() + 1) == pytest.approx((x0, y0, x1, y1), abs=2.5)
     assert LESION  # (the test case's lesion: whether a 2-step model finds it is not under test)
+
+
+def test_a_tile_segmenter_bundle_keeps_its_tile_grid(seg_sets: dict[str, Path], prepared_small: Path, tmp_path: Path):
+    run_dir = tmp_path / "tiles"
+    train_segmenter(_config(seg_sets["seg"], run_dir, **SEG_OVERRIDES), progress=False)
+    bundle = write_bundle(export_run(run_dir), tmp_path / "tiles.mcad")
+    again = read_bundle(tmp_path / "tiles.mcad", kind="segmenter")
+    assert (again.patch_kind, again.input_size, again.tile_stride) == ("seg", 64, 32)
+    assert again.patch_config == {**again.patch_config, "tile_size": 64, "stride": 32} and again.checksum == bundle.checksum
+    image = read_image(sorted((prepared_small / "images").glob("*.png"))[0])
+    expected = load_segmenter(run_dir / "checkpoints" / "best.ckpt").predict(image)
+    got = again.build_segmenter().predict(image)
+    assert np.array_equal(got.masks, expected.masks) and np.array_equal(got.scores, expected.scores)
