@@ -22,19 +22,31 @@ CONFIG_OPTION = click.option("--config", "config_file", type=click.Path(path_typ
 @clean_errors
 @third_party_warnings_hidden
 def export_command(config_file: Path | None, **flags) -> None:
-    """Pack a trained classifier into one model bundle file (.mcad).
+    """Pack a trained classifier or segmenter into one model bundle file (.mcad).
 
     The bundle holds the weights, architecture, task and class names, the preprocessing and
     patch settings the model was trained on (from the patch set's and prepared folder's
-    stage.json), its validation metrics and operating threshold, the mammocad version and a
-    SHA-256 checksum: `mammocad predict` needs nothing else.
-    Example: mammocad export --run runs/mass --out mass.mcad
+    stage.json), its validation metrics and operating point, the mammocad version and a
+    SHA-256 checksum: `mammocad predict` needs nothing else. The run folder says which kind:
+    a train-classifier run gives a classifier bundle (threshold from RUN/evaluation), a
+    train-segmenter run a segmenter bundle (input kind, image size, tile stride, lesion type;
+    the false-positive control, top-k and least score, from the evaluate-segmenter output of
+    the checkpoint under RUN, chosen there on the validation split; without one, every region
+    the model predicts above its training --score-threshold).
+
+    \b
+    Examples:
+      mammocad export --run runs/mass --out mass.mcad
+      mammocad evaluate-segmenter --checkpoint runs/seg/checkpoints/best.ckpt --data data/prepared --out runs/seg/eval
+      mammocad export --run runs/seg --out seg.mcad
     """
     from mammocad.infer.bundle import export_run, write_bundle
 
     (config,) = build_command_configs((ExportConfig,), config_file, flags)
-    bundle = write_bundle(export_run(config.run, config.checkpoint, config.patches), config.out)
+    bundle = write_bundle(export_run(config.run, config.checkpoint, config.patches, config.evaluation), config.out)
     threshold = "none" if bundle.threshold is None else f"{bundle.threshold:.4f}"
+    if bundle.kind == "segmenter":
+        threshold = f"top-k {bundle.top_k or 'all'}, score >= {threshold}"
     click.echo(f"{config.out}: {bundle.kind} {bundle.architecture}, task {bundle.task}, threshold {threshold} "
                f"({bundle.threshold_source}), sha256 {bundle.checksum}")
 
@@ -54,7 +66,15 @@ def predict_command(paths: tuple[Path, ...], config_file: Path | None, **flags) 
     NAME_overlay.png (outlined regions beside the classifier's Grad-CAM) and, for DICOM input,
     NAME_seg.dcm (a DICOM Segmentation referencing the source image). summary.csv lists every
     input; a file that cannot be read is reported and skipped (exit code 1).
-    Example: mammocad predict scans/ --classifier mass.mcad --baseline blob --out predictions
+    Regions come from --segmenter, a segmenter bundle (`mammocad export` of a train-segmenter
+    run: the image is prepared as that model was trained, and its false-positive control is
+    applied), or --baseline blob. The overlay is a display size (--overlay-side); coordinates
+    stay in original pixels.
+
+    \b
+    Examples:
+      mammocad predict scans/ --classifier mass.mcad --segmenter seg.mcad --out predictions
+      mammocad predict scans/ --classifier mass.mcad --baseline blob --out predictions
     """
     from mammocad.infer.predict import predict_batch
 

@@ -17,11 +17,16 @@ BASELINES = ("blob",)
 class ExportConfig:
     """Which training run to pack into a bundle, and where to write it."""
 
-    run: Path = field(default=Path("runs/classifier"), metadata={"help": "run folder written by `mammocad train-classifier`"})
-    out: Path = field(default=Path("classifier.mcad"), metadata={"help": "bundle file to write (.mcad)"})
+    run: Path = field(default=Path("runs/classifier"), metadata={
+        "help": "run folder written by `mammocad train-classifier` or `mammocad train-segmenter`"})
+    out: Path = field(default=Path("model.mcad"), metadata={"help": "bundle file to write (.mcad)"})
     checkpoint: str = field(default="best", metadata={"help": "checkpoint of the run: best or last"})
     patches: Path | None = field(default=None, metadata={
         "help": "patch set the run trained on (none: the one in the run's config, where it was at training time)"})
+    evaluation: Path | None = field(default=None, metadata={
+        "help": "evaluation folder holding the operating point (metrics.json). none: a classifier's RUN/evaluation; "
+                "a segmenter's `evaluate-segmenter --out` folder of this checkpoint under RUN, else the run's "
+                "score threshold"})
 
     def __post_init__(self) -> None:
         if self.checkpoint not in ("best", "last"):
@@ -35,14 +40,16 @@ class PredictConfig:
     classifier: Path = field(default=Path("classifier.mcad"), metadata={
         "help": "classifier bundle (written by `mammocad export`)"})
     segmenter: Path | None = field(default=None, metadata={
-        "help": "trained segmenter, read by mammocad.segment.predict.load_segmenter; none: use --baseline"})
+        "help": "segmenter bundle (`mammocad export` of a train-segmenter run); none: use --baseline"})
     baseline: str | None = field(default=None, metadata={
         "help": f"untrained region proposals instead of a segmenter: {', '.join(BASELINES)} (brightest blobs)"})
     out: Path = field(default=Path("predictions"), metadata={"help": "output folder"})
     workers: int = field(default=1, metadata={"help": "worker processes (each loads the models once)"})
     batch_size: int = field(default=32, metadata={"help": "regions per classifier batch"})
     gradcam: bool = field(default=True, metadata={"help": "Grad-CAM panel in the overlay PNG"})
-    overlay_side: int = field(default=1600, metadata={"help": "longer side of each overlay panel, px"})
+    overlay_side: int = field(default=2048, metadata={
+        "help": "longer side of the overlay PNG (both panels and the footer), px: a display size; the JSON keeps "
+                "original pixels"})
 
     def __post_init__(self) -> None:
         check_workers(self.workers)
@@ -51,7 +58,7 @@ class PredictConfig:
             (self.baseline is not None and self.baseline not in BASELINES,
              f"baseline must be one of {', '.join(BASELINES)}, got {self.baseline!r}"),
             (self.batch_size < 1, f"batch_size must be >= 1, got {self.batch_size}"),
-            (self.overlay_side < 64, f"overlay_side must be >= 64 px, got {self.overlay_side}"),
+            (self.overlay_side < 128, f"overlay_side must be >= 128 px, got {self.overlay_side}"),
         ]
         for failed, message in problems:
             if failed:

@@ -26,14 +26,19 @@ TYPE2_COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "S
                 "ReferringPhysicianName", "AccessionNumber")
 
 
-def write_dicom_seg(target: str | Path, source: pydicom.Dataset, masks: np.ndarray, labels: Sequence[str]) -> str:
-    """Write ``masks`` (N, rows, cols) bool, on ``source``'s grid, as a binary DICOM SEG; returns its SOP Instance UID.
+def write_dicom_seg(target: str | Path, source: pydicom.Dataset, segments: np.ndarray, labels: Sequence[str]) -> str:
+    """Write N regions on ``source``'s grid as a binary DICOM SEG (one frame per region); returns its SOP Instance UID.
 
-    ``source`` is the mammogram's header (pixel data not needed); ``labels`` one text per
-    region (the segment labels viewers show). N must be >= 1.
+    ``segments``: the regions as (N, rows, cols) bool masks, or, when they do not overlap, as one
+    (rows, cols) uint8/uint16 label map with values 0 (none) to N (cheaper: highdicom then checks
+    one array's maximum instead of summing N full-size masks; the SEG is the same). ``source`` is
+    the mammogram's header (pixel data not needed); ``labels`` one text per region (the segment
+    labels viewers show). N must be >= 1.
     """
-    if masks.ndim != 3 or len(masks) == 0 or len(masks) != len(labels):
-        raise ValueError(f"need N >= 1 masks (N, rows, cols) and N labels, got {masks.shape} and {len(labels)}")
+    stacked = segments.ndim == 3
+    if not (stacked or segments.ndim == 2) or not labels or (stacked and len(segments) != len(labels)):
+        raise ValueError(f"need N >= 1 masks (N, rows, cols) or a label map (rows, cols), and N labels, got "
+                         f"{segments.shape} and {len(labels)}")
     source = copy.copy(source)
     for keyword in TYPE2_COPIED:
         if keyword not in source:
@@ -59,7 +64,7 @@ def write_dicom_seg(target: str | Path, source: pydicom.Dataset, masks: np.ndarr
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # e.g. a PatientName without "^" (TCIA puts IDs there)
         seg = hd.seg.Segmentation(
-            source_images=[source], pixel_array=np.moveaxis(masks, 0, -1)[None],
+            source_images=[source], pixel_array=np.moveaxis(segments, 0, -1)[None] if stacked else segments[None],
             segmentation_type=hd.seg.SegmentationTypeValues.BINARY, segment_descriptions=descriptions,
             series_instance_uid=hd.UID(), series_number=SERIES_NUMBER, sop_instance_uid=uid, instance_number=1,
             manufacturer="mammocad", manufacturer_model_name="mammocad predict", software_versions=__version__,

@@ -1,7 +1,9 @@
 """The overlay PNG of one prediction: the original mammogram with its outlined regions, beside its Grad-CAM map.
 
-Both panels show the ORIGINAL image (orientation and framing as acquired), scaled so the longer
-side is at most ``side`` px; outlines come from the prediction's original-pixel polygons, the
+Both panels show the ORIGINAL image (orientation and framing as acquired), scaled so the whole
+PNG (panels side by side, footer below) has its longer side at most ``side`` px (2048 by default in
+``mammocad predict``: a display size; the JSON keeps the coordinates in original pixels, and the
+DICOM SEG the full grid); outlines come from the prediction's original-pixel polygons, the
 Grad-CAM map is resampled from the prepared grid with :func:`mapping.to_input_grid`. Regions at
 or above the operating threshold are red, the others yellow; each is numbered with its
 malignancy probability. A footer carries the disclaimer. Drawn with OpenCV (no figure library).
@@ -23,6 +25,8 @@ from mammocad.utils.errors import DataError
 
 RED, YELLOW, WHITE = (0, 0, 255), (0, 220, 255), (255, 255, 255)  # BGR
 FOOTER = 28  # px
+GAP = 8  # px between the panels
+PNG_COMPRESSION = 1  # zlib level: the pixels are mostly image noise, higher levels cost time and save little
 
 
 def _display(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -53,10 +57,12 @@ def overlay_image(image: np.ndarray, regions: Sequence[dict[str, Any]], cam: np.
     """The overlay as a BGR uint8 array: left the outlined regions, right the Grad-CAM map (when ``cam``).
 
     ``image``: the original mammogram (rows, cols); ``regions``: the prediction JSON's regions
-    (original-pixel ``outline`` and ``box``); ``cam``: float map in [0, 1] on the prepared grid.
+    (original-pixel ``outline`` and ``box``); ``cam``: float map in [0, 1] on the prepared grid;
+    ``side``: the longest side of the result, px (the image is never enlarged).
     """
     rows, cols = image.shape
-    factor = min(1.0, side / max(rows, cols))
+    n = 1 if cam is None else 2
+    factor = min(1.0, (side - GAP * (n - 1)) / (n * cols), (side - FOOTER) / rows)
     shape = (max(1, round(rows * factor)), max(1, round(cols * factor)))
     scale = (shape[0] / rows, shape[1] / cols)
     base = _display(image, shape)
@@ -70,7 +76,7 @@ def overlay_image(image: np.ndarray, regions: Sequence[dict[str, Any]], cam: np.
         right = (base * (1 - alpha) + colored * alpha).astype(np.uint8)
         _draw_regions(right, regions, scale, threshold)
         panels.append(right)
-    gap = np.full((shape[0], 8, 3), 255, np.uint8)
+    gap = np.full((shape[0], GAP, 3), 255, np.uint8)
     body = np.hstack([p for panel in panels for p in (panel, gap)][:-1])
     footer = np.zeros((FOOTER, body.shape[1], 3), np.uint8)
     caption = f"mammocad: outlined regions (red: >= threshold){' | Grad-CAM' if cam is not None else ''}. {DISCLAIMER}"
@@ -79,7 +85,7 @@ def overlay_image(image: np.ndarray, regions: Sequence[dict[str, Any]], cam: np.
 
 
 def write_overlay(target: str | Path, overlay: np.ndarray) -> None:
-    """Write the overlay as a PNG, atomically."""
+    """Write the overlay as a PNG (zlib level ``PNG_COMPRESSION``), atomically."""
     with atomic_path(target) as tmp:
-        if not cv2.imwrite(str(tmp), overlay, [cv2.IMWRITE_PNG_COMPRESSION, 3]):
+        if not cv2.imwrite(str(tmp), overlay, [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION]):
             raise DataError(target, "could not write the overlay PNG")

@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import importlib
-import importlib.util
 import os
 import re
 import time
@@ -43,18 +41,26 @@ from mammocad.data.registry import detect_dataset, load_dataset
 from mammocad.infer.bundle import Bundle, read_bundle
 from mammocad.infer.config import PredictConfig
 from mammocad.infer.dicom_seg import write_dicom_seg
-from mammocad.infer.mapping import box_to_input, outlines_to_input, pixel_area_in_input, to_input_grid
+from mammocad.infer.mapping import (
+    between_grids,
+    box_to_input,
+    content_window,
+    masks_to_input_grid,
+    masks_to_input_labels,
+    outlines_to_input,
+    pixel_area_in_input,
+)
 from mammocad.infer.overlay import overlay_image, write_overlay
 from mammocad.patches.datasets import to_tensor
-from mammocad.patches.large_context import large_context_patches
-from mammocad.patches.types import LesionMask
-from mammocad.preprocess.pipeline import preprocess
+from mammocad.patches.large_context import large_context_patch
+from mammocad.preprocess.config import PreprocessConfig
+from mammocad.preprocess.pipeline import Geometry, Preprocessed, preprocess
 from mammocad.segment.instances import Instances
 from mammocad.train.augment import eval_transform
 from mammocad.train.fastpath import AUTOCAST_DTYPES, resolve_channels_last, resolve_precision
 from mammocad.utils.atomic import check_output_folder, write_json, write_rows_csv
 from mammocad.utils.errors import DataError
-from mammocad.utils.geometry import mask_box
+from mammocad.utils.geometry import Box, mask_box
 from mammocad.utils.imageio import DICOM_SUFFIXES, RASTER_SUFFIXES, is_dicom, read_dicom_header, read_image
 from mammocad.utils.parallel import Failure, map_items
 
@@ -181,10 +187,10 @@ class RegionClassifier:
         if resolve_channels_last(None, "cpu", precision):
             self.model.to(memory_format=torch.channels_last)
 
-    def inputs(self, image: np.ndarray, masks: np.ndarray) -> tuple[torch.Tensor, list[tuple[int, int, int, int]]]:
-        """Model inputs (N, 1, S, S) of the regions ``masks`` (N, rows, cols) and their windows (row, col, height, width)."""
-        lesions = [LesionMask(str(k), "REGION", mask.view(np.uint8) * np.uint8(255)) for k, mask in enumerate(masks)]
-        patches = large_context_patches(image, lesions, self.patches)
+    def inputs(self, image: np.ndarray, boxes: Sequence[Box]) -> tuple[torch.Tensor, list[tuple[int, int, int, int]]]:
+        """Model inputs (N, 1, S, S) of the regions whose masks' boxes are ``boxes`` and their windows (row, col,
+        height, width)."""
+        patches = [large_context_patch(image, box, self.patches) for box in boxes]
         x = torch.stack([self.transform(to_tensor(p.pixels)) for p in patches])
         return x, [(p.row, p.col, p.height, p.width) for p in patches]
 
@@ -219,42 +225,49 @@ def _chunks(items: list, size: int) -> Iterator[list]:
         yield items[start:start + size]
 
 
-class _ImageOnly:
-    """A segmenter whose ``predict`` takes the image alone (mammocad.segment.predict's Segmenter)."""
+class _BundleSegmenter:
+    """A segmenter bundle as a :class:`Segmenter`: the trained model, then its false-positive control."""
 
-    def __init__(self, segmenter: Any):
-        self.segmenter = segmenter
+    def __init__(self, bundle: Bundle):
+        self.model = bundle.build_segmenter()
+        self.operating_point = bundle.operating_point
 
     def predict(self, image: np.ndarray, breast: np.ndarray) -> Instances:
-        return self.segmenter.predict(image)
+        return self.operating_point.apply(self.model.predict(image))
 
 
-SEGMENTER_MODULE = "mammocad.segment.predict"
-
-
-def check_segmenter(config: PredictConfig) -> None:
-    """DataError, before any work, when ``config`` names no region source or one this installation lacks."""
+def check_segmenter(config: PredictConfig) -> Bundle | None:
+    """The segmenter bundle ``config`` names (None for a baseline); DataError, before any work, when it
+    names no region source, a file that is not a segmenter bundle, or an unknown baseline."""
     if config.segmenter is None and config.baseline is None:
         raise DataError(None, "no region proposals: give --segmenter or --baseline")
-    if config.segmenter is not None and importlib.util.find_spec(SEGMENTER_MODULE) is None:
-        raise DataError(config.segmenter, f"needs {SEGMENTER_MODULE}, which this installation of mammocad lacks")
-    if config.segmenter is not None and not Path(config.segmenter).exists():
-        raise DataError(config.segmenter, "no such segmenter file")
-    if config.baseline is not None:
-        from mammocad.segment.baselines import baseline
-
-        baseline(config.baseline)  # an unknown name: one line naming the known ones
-
-
-def load_segmenter(config: PredictConfig) -> tuple[Segmenter, dict[str, Any]]:
-    """The segmenter ``config`` names (a trained one, or a baseline) and its description for the JSON."""
-    check_segmenter(config)
     if config.segmenter is not None:
-        trained = importlib.import_module(SEGMENTER_MODULE).load_segmenter(config.segmenter)
-        return _ImageOnly(trained), {"file": str(config.segmenter)}
+        return read_bundle(config.segmenter, kind="segmenter")
     from mammocad.segment.baselines import baseline
 
-    return _Baseline(baseline(config.baseline)), {"baseline": config.baseline}
+    baseline(config.baseline)  # an unknown name: one line naming the known ones
+    return None
+
+
+def _describe(path: Path, bundle: Bundle) -> dict[str, Any]:
+    """A bundle as the prediction JSON names it."""
+    return {"file": str(path), "sha256": bundle.checksum, "architecture": bundle.architecture, "task": bundle.task,
+            "mammocad_version": bundle.mammocad_version}
+
+
+def load_segmenter(config: PredictConfig,
+                   bundle: Bundle | None = None) -> tuple[Segmenter, dict[str, Any], PreprocessConfig | None]:
+    """The segmenter ``config`` names (a bundle, or a baseline), its description for the JSON, and the
+    preprocessing it needs (None: any, the classifier's). ``bundle``: the segmenter bundle, already read."""
+    bundle = bundle or check_segmenter(config)
+    if bundle is not None:
+        description = {**_describe(config.segmenter, bundle), "input_kind": bundle.patch_kind,
+                       "operating_point": {"top_k": bundle.top_k, "min_score": bundle.threshold,
+                                           "source": bundle.threshold_source}}
+        return _BundleSegmenter(bundle), description, bundle.preprocess
+    from mammocad.segment.baselines import baseline
+
+    return _Baseline(baseline(config.baseline)), {"baseline": config.baseline}, None
 
 
 class _Baseline:
@@ -288,26 +301,71 @@ def _region_type(probabilities: np.ndarray, class_names: Sequence[str], task: st
 
 @dataclass
 class Models:
-    """What predicting needs: the classifier and the segmenter, with their descriptions for the JSON."""
+    """What predicting needs: the classifier and the segmenter, with their descriptions for the JSON.
+
+    ``segmenter_preprocess``: the preprocessing the segmenter was trained with, when it differs from
+    the classifier's (the image is then prepared once for each; None: one prepared image serves both).
+    """
 
     classifier: RegionClassifier
     segmenter: Segmenter
     descriptions: dict[str, Any]
+    segmenter_preprocess: PreprocessConfig | None = None
 
 
-def build_models(config: PredictConfig, bundle: Bundle, segmenter: Segmenter | None = None) -> Models:
-    """The classifier of ``bundle`` and ``segmenter`` (none: the one ``config`` names), described for the JSON.
+def build_models(config: PredictConfig, bundle: Bundle, segmenter: Segmenter | None = None,
+                 segmenter_bundle: Bundle | None = None) -> Models:
+    """The classifier of ``bundle`` and ``segmenter`` (none: the one ``config`` names, whose bundle
+    ``segmenter_bundle`` may already have been read), described for the JSON.
 
     Build them in the process (or thread) that uses them: Grad-CAM hooks the classifier's layers.
     """
+    own_preprocess = None
     if segmenter is None:
-        segmenter, segmenter_description = load_segmenter(config)
+        segmenter, segmenter_description, own_preprocess = load_segmenter(config, segmenter_bundle)
     else:
         segmenter_description = {"name": type(segmenter).__name__}
-    classifier = {"file": str(config.classifier), "sha256": bundle.checksum, "architecture": bundle.architecture,
-                  "task": bundle.task, "mammocad_version": bundle.mammocad_version}
     return Models(RegionClassifier(bundle, config.batch_size), segmenter,
-                  {"classifier": classifier, "segmenter": segmenter_description})
+                  {"classifier": _describe(config.classifier, bundle), "segmenter": segmenter_description},
+                  None if own_preprocess == bundle.preprocess else own_preprocess)
+
+
+def _proposed(segmenter: Segmenter, prepared: Preprocessed) -> Instances:
+    instances = segmenter.predict(prepared.image, prepared.breast_mask)
+    if instances.shape != prepared.geometry.output_shape:
+        raise ValueError(f"the segmenter returned masks of shape {instances.shape} for a prepared image of "
+                         f"{prepared.geometry.output_shape}")
+    return instances
+
+
+def _propose(models: Models, image: np.ndarray, prepared: Preprocessed, source: str) -> Instances:
+    """The segmenter's regions on the classifier's prepared grid. A segmenter trained with other
+    preprocessing gets the image prepared its own way; its regions move onto the classifier's grid
+    through the original pixels (:func:`mapping.between_grids`)."""
+    if models.segmenter_preprocess is None:
+        return _proposed(models.segmenter, prepared)
+    own = preprocess(image, config=models.segmenter_preprocess, source=source)
+    found = _proposed(models.segmenter, own)
+    masks = np.stack([between_grids(m, own.geometry, prepared.geometry) for m in found.masks]) if len(found) \
+        else np.zeros((0, *prepared.geometry.output_shape), bool)
+    boxes = np.array([mask_box(m).xyxy() if m.any() else (0, 0, 0, 0) for m in masks], np.float32).reshape(-1, 4)
+    return Instances(masks, found.scores, boxes, found.labels)
+
+
+def _on_image(found: Instances, geometry: Geometry) -> tuple[Instances, list[Box]]:
+    """The regions highest score first, each cut to the image (a model may outline the square padding
+    too), empty ones dropped, with their masks' boxes (computed once: full-grid scans are the cost)."""
+    rows, cols = content_window(geometry)
+    order = np.argsort(-found.scores, kind="stable")
+    masks = found.masks[order]  # a copy: the cut below leaves the segmenter's arrays alone
+    masks[:, rows.stop:] = False
+    masks[:, :, cols.stop:] = False
+    boxes = [mask_box(mask) for mask in masks]
+    keep = np.array([box is not None for box in boxes], bool)
+    boxes = [box for box in boxes if box is not None]
+    xyxy = np.array([box.xyxy() for box in boxes], np.float32).reshape(-1, 4)
+    return Instances(masks if keep.all() else masks[keep], found.scores[order][keep], xyxy,
+                     found.labels[order][keep]), boxes
 
 
 def predict_image(source: InputImage, models: Models, config: PredictConfig) -> dict[str, Any]:
@@ -325,17 +383,12 @@ def predict_image(source: InputImage, models: Models, config: PredictConfig) -> 
         prepared = preprocess(image, config=bundle.preprocess, source=str(source.path))
         geometry = prepared.geometry
     with _timed(times, "segment"):
-        instances = models.segmenter.predict(prepared.image, prepared.breast_mask).sorted()
-        if instances.shape != geometry.output_shape:
-            raise ValueError(f"the segmenter returned masks of shape {instances.shape} for a prepared image of "
-                             f"{geometry.output_shape}")
-        keep = [k for k, mask in enumerate(instances.masks) if mask.any()]
-        instances = instances.select(np.asarray(keep, np.intp))
+        instances, boxes = _on_image(_propose(models, image, prepared, str(source.path)), geometry)
     cam = None
     probabilities = np.zeros((0, len(bundle.class_names)))
     if len(instances):
         with _timed(times, "classify"):
-            x, windows = models.classifier.inputs(prepared.image, instances.masks)
+            x, windows = models.classifier.inputs(prepared.image, boxes)
             probabilities = models.classifier.probabilities(x)
         if config.gradcam:
             with _timed(times, "gradcam"):
@@ -345,13 +398,13 @@ def predict_image(source: InputImage, models: Models, config: PredictConfig) -> 
                ] if header is not None else []
     per_pixel = pixel_area_in_input(geometry)
     regions = []
-    for k in range(len(instances)):
-        mask = instances.masks[k]
+    for k, box in enumerate(boxes):
+        mask = instances.masks[k, box.row0:box.row1, box.col0:box.col1]
         area_px = float(np.count_nonzero(mask) * per_pixel)
         regions.append({
             "id": k + 1,
-            "box": [round(v, 2) for v in box_to_input(mask_box(mask), geometry)],
-            "outline": outlines_to_input(mask.view(np.uint8), geometry),
+            "box": [round(v, 2) for v in box_to_input(box, geometry)],
+            "outline": outlines_to_input(mask.view(np.uint8), geometry, origin=(box.row0, box.col0)),
             "area_px": round(area_px, 1),
             "area_mm2": round(area_px * spacing[0] * spacing[1], 4) if len(spacing) == 2 else None,
             "type": _region_type(probabilities[k], bundle.class_names, bundle.task),
@@ -367,8 +420,10 @@ def predict_image(source: InputImage, models: Models, config: PredictConfig) -> 
                                                             config.overlay_side))
         if header is not None and regions:
             files["dicom_seg"] = f"{source.name}_seg.dcm"
-            masks = np.stack([to_input_grid(m, geometry) for m in instances.masks])
-            write_dicom_seg(out / files["dicom_seg"], header, masks,
+            segments = masks_to_input_labels(instances.masks, geometry)
+            if segments is None:  # overlapping regions
+                segments = masks_to_input_grid(instances.masks, geometry)
+            write_dicom_seg(out / files["dicom_seg"], header, segments,
                             [f"region {r['id']} {r['type']} p={r['malignancy_probability']:.2f}" for r in regions])
         write_json(out / files["json"], {
             "image": {"path": str(source.path), "name": source.name, "rows": int(image.shape[0]),
@@ -402,6 +457,7 @@ class _Runtime:
     config: PredictConfig
     bundle: Bundle
     segmenter: Segmenter | None
+    segmenter_bundle: Bundle | None
     threads: int | None
     models: Models | None = None
 
@@ -409,7 +465,7 @@ class _Runtime:
         if self.models is None:
             if self.threads is not None:
                 torch.set_num_threads(self.threads)
-            self.models = build_models(self.config, self.bundle, self.segmenter)
+            self.models = build_models(self.config, self.bundle, self.segmenter, self.segmenter_bundle)
         return self.models
 
 
@@ -444,16 +500,15 @@ def predict_batch(paths: Sequence[str | Path], config: PredictConfig, *, segment
     """
     global _RUNTIME
     out = check_output_folder(config.out)
-    bundle = read_bundle(config.classifier)
+    bundle = read_bundle(config.classifier, kind="classifier")
     _ = bundle.large_context  # refuses a classifier of another patch kind before any work
     failures: list[Failure] = []
     inputs = collect_inputs(paths, failures)
     if not inputs and not failures:
         raise DataError(None, f"no mammogram files (DICOM, PNG, PGM, JPEG, TIFF) in {', '.join(map(str, paths))}")
-    if segmenter is None:
-        check_segmenter(config)
+    segmenter_bundle = check_segmenter(config) if segmenter is None else None
     threads = max(1, (os.cpu_count() or 1) // config.workers) if config.workers > 1 else None
-    _RUNTIME = _Runtime(config, bundle, segmenter, threads)
+    _RUNTIME = _Runtime(config, bundle, segmenter, segmenter_bundle, threads)
     out.mkdir(parents=True, exist_ok=True)
     done: dict[str, dict[str, Any]] = {}
     try:

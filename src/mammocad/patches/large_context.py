@@ -45,11 +45,17 @@ def large_context_patches(
         bbox = mask_box(lesion.mask)
         if bbox is None:
             raise DataError(source, f"empty ROI mask for {lesion.key}")
-        row0, col0, row1, col1 = large_context_window(bbox, image.shape, config)
-        pixels = resize_square(image[row0:row1, col0:col1], config.output_size)
-        patches.append(Patch(pixels=pixels, label=lesion.label, row=row0, col=col0,
-                             height=row1 - row0, width=col1 - col0, abnormality=lesion.key))
+        patches.append(large_context_patch(image, bbox, config, label=lesion.label, abnormality=lesion.key))
     return patches
+
+
+def large_context_patch(image: np.ndarray, bbox: Box, config: LargeContextConfig = LargeContextConfig(),
+                        label: str = "", abnormality: str = "") -> Patch:
+    """The large-context patch of a lesion whose mask's box on ``image`` is ``bbox`` (see :func:`large_context_patches`)."""
+    row0, col0, row1, col1 = large_context_window(bbox, image.shape, config)
+    pixels = resize_square(image[row0:row1, col0:col1], config.output_size)
+    return Patch(pixels=pixels, label=label, row=row0, col=col0, height=row1 - row0, width=col1 - col0,
+                 abnormality=abnormality)
 
 
 def large_context_window(

@@ -91,15 +91,19 @@ def blob_detector(image: np.ndarray, breast: np.ndarray, config: BlobConfig = Bl
     for k in range(1, n):
         if stats[k, cv2.CC_STAT_AREA] < min_area:
             continue
-        mask = labels == k
-        found.append((float(response[mask].mean()) / peak, mask,
-                      Box.from_xywh(*stats[k, :cv2.CC_STAT_AREA]).xyxy()))
+        box = Box.from_xywh(*stats[k, :cv2.CC_STAT_AREA])
+        window = (slice(box.row0, box.row1), slice(box.col0, box.col1))  # the component lies inside its box:
+        component = labels[window] == k  # no full-size array per component
+        found.append((float(response[window][component].mean()) / peak, box, component))
     found.sort(key=lambda f: -f[0])
     found = found[: config.max_instances]
     if not found:
         return Instances.empty(image.shape)
-    return Instances(np.stack([f[1] for f in found]), np.array([f[0] for f in found], np.float32),
-                     np.array([f[2] for f in found], np.float32), np.ones(len(found), np.int64))
+    masks = np.zeros((len(found), *image.shape), bool)
+    for mask, (_, box, component) in zip(masks, found):
+        mask[box.row0:box.row1, box.col0:box.col1] = component
+    return Instances(masks, np.array([f[0] for f in found], np.float32),
+                     np.array([f[1].xyxy() for f in found], np.float32), np.ones(len(found), np.int64))
 
 
 BASELINES: dict[str, Callable[[], Predictor]] = {"blob": lambda: partial(blob_detector, config=BlobConfig())}

@@ -107,7 +107,7 @@ def load_segmenter(checkpoint: str | Path, *, batch_size: int = 8, precision: st
     """The ``Segmenter`` of a ``train_segmenter`` checkpoint (eval mode, CPU).
 
     ``metadata``: ``model``, ``options``, ``input_kind``, ``image_size``, ``tile_stride``,
-    ``input_norm``, ``epoch`` (0-based epoch the checkpoint was saved after) and ``config`` (the
+    ``num_classes``, ``input_norm``, ``epoch`` (0-based epoch the checkpoint was saved after) and ``config`` (the
     run's config as a flat dict). DataError (a ``WeightsError``) for a missing, unreadable or
     foreign file.
     """
@@ -128,7 +128,7 @@ def load_segmenter(checkpoint: str | Path, *, batch_size: int = 8, precision: st
         raise DataError(path, f"does not fit {hparams['model']}: {' '.join(str(err).split())[:200]}") from None
     model.eval()
     metadata = {key: hparams[key] for key in ("model", "options", "input_kind", "image_size", "tile_stride",
-                                              "input_norm")}
+                                              "num_classes", "input_norm")}
     return Segmenter(model, hparams["input_kind"], hparams["image_size"], hparams["tile_stride"],
                      batch_size=batch_size, precision=precision,
                      metadata={**metadata, "epoch": ckpt.get("epoch"), "config": hparams.get("run_config")})

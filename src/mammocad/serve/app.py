@@ -132,10 +132,9 @@ class Predictor:
 
     def __init__(self, config: ServeConfig, segmenter: Segmenter | None = None):
         self.config = config.predict_config()
-        self.bundle = read_bundle(self.config.classifier)
+        self.bundle = read_bundle(self.config.classifier, kind="classifier")
         _ = self.bundle.large_context  # refuses a classifier of another patch kind now, not at the first upload
-        if segmenter is None:
-            check_segmenter(self.config)
+        self.segmenter_bundle = check_segmenter(self.config) if segmenter is None else None
         self.segmenter = segmenter
         self.local = threading.local()
         self.pool = ThreadPoolExecutor(config.workers, thread_name_prefix="mammocad-predict")
@@ -149,7 +148,8 @@ class Predictor:
     def _predict(self, source: InputImage) -> dict[str, Any]:
         models = getattr(self.local, "models", None)
         if models is None:
-            models = self.local.models = build_models(self.config, self.bundle, self.segmenter)
+            models = self.local.models = build_models(self.config, self.bundle, self.segmenter,
+                                                                  self.segmenter_bundle)
         return predict_image(source, models, self.config)
 
     async def predict(self, source: InputImage) -> dict[str, Any]:

@@ -55,7 +55,6 @@ gradients are synchronised too.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import signal
 import threading
@@ -88,7 +87,7 @@ from mammocad.train.fastpath import (
 from mammocad.train.config import RESUME_FREE, TrainConfig
 from mammocad.train.module import ClassifierModule, PhasedModule
 from mammocad.train.tasks import get_task
-from mammocad.utils.atomic import check_output_folder, write_json, write_text
+from mammocad.utils.atomic import check_output_folder, read_json_object, write_json, write_text
 from mammocad.utils.config import config_dict, dump_yaml
 from mammocad.utils.errors import DataError
 from mammocad.utils.provenance import machine_info, now_iso, software_versions
@@ -120,13 +119,6 @@ class TrainResult:
         return self.best_value
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
-
-
 def check_run_folder(config: Any, data_fingerprint: str, resume_free: frozenset[str] = RESUME_FREE) -> Path | None:
     """The checkpoint to resume from (None: a new run); DataError when the folder cannot be used.
 
@@ -142,7 +134,7 @@ def check_run_folder(config: Any, data_fingerprint: str, resume_free: frozenset[
         return None
     if not last.is_file():
         return None
-    previous = _read_json(out / "run.json").get("data_fingerprint")
+    previous = read_json_object(out / "run.json").get("data_fingerprint")
     if previous is not None and previous != data_fingerprint:
         raise DataError(config.data, f"the patch set changed since the run in {out} started; resuming would mix "
                                      f"two datasets: train into a new out folder instead")
@@ -295,7 +287,7 @@ def fit_run(config: Any, module: PhasedModule, data: EpochDataModule, *, device:
     beside the device, precision, allocator, resume and library ones added here.
     """
     out = Path(config.out)
-    previous_seconds = _read_json(out / "run.json").get("train_seconds", 0.0) if resume_from else 0.0
+    previous_seconds = read_json_object(out / "run.json").get("train_seconds", 0.0) if resume_from else 0.0
     # On the CPU a step frees and re-allocates the same activations; keeping that memory in the
     # process saves re-mapping it every step (mammocad.train.allocator).
     with keep_freed_memory(enabled=device == "cpu") as keeps_freed_memory, _lightning_info_off():
@@ -323,5 +315,5 @@ def fit_run(config: Any, module: PhasedModule, data: EpochDataModule, *, device:
 @rank_zero_only
 def _record_finish(out: Path, seconds: float, previous_seconds: float) -> None:
     """Add finished_at and train_seconds (this invocation plus the ones it resumed) to run.json."""
-    run = _read_json(out / "run.json")
+    run = read_json_object(out / "run.json")
     write_json(out / "run.json", {**run, "finished_at": now_iso(), "train_seconds": round(previous_seconds + seconds, 1)})

@@ -104,6 +104,16 @@ def write_json(target: str | Path, obj: Any) -> None:
     write_text(target, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
+def read_json_object(path: str | Path) -> dict[str, Any]:
+    """The JSON object in ``path`` (as :func:`write_json` writes one), or ``{}`` when the file is missing,
+    unreadable or holds no object."""
+    try:
+        loaded = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
+
+
 def write_rows_csv(target: str | Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
     """A CSV with a header of ``columns`` and one line per dict (missing keys left empty)."""
     with atomic_path(target) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
