@@ -198,3 +198,23 @@ def test_reproduce_reads_the_configs_folder_it_is_given(tmp_path: Path):
     missing = run("reproduce", "--data", tmp_path / "none", "--out", tmp_path / "out", "--configs", tmp_path / "no",
                   ok=False)
     assert missing.exit_code == 2 and "no experiment configs folder" in missing.output
+
+
+def test_smoke_budget_makes_a_segmenter_tiny_and_records_the_anchor_scaling():
+    from mammocad.report.config import Budget
+    from mammocad.report.reproduce import SMOKE_SEGMENTER, patch_settings, smoke_segment_config
+
+    tiles = load_experiment(CONFIGS / "table02_mask_rcnn_tiles256_3stage.yaml")
+    config, settings = tiles.configs
+    smoke_tiles = patch_settings(PatchKind.SEG, settings, Budget.SMOKE)
+    assert (smoke_tiles.tile_size, smoke_tiles.stride) == (128, 64)
+    smoke, swapped = smoke_segment_config(config, settings.tile_size, smoke_tiles.tile_size)
+    assert smoke.anchor_sizes == (8, 16, 32, 64, 128)  # the paper's 16-256 px scaled like 256 -> 128 px tiles
+    assert swapped == {"anchor_sizes": {"configured": [16, 32, 64, 128, 256], "smoke": [8, 16, 32, 64, 128]}}
+    assert smoke.phases == "heads:1:0.0001,stage4+:1:1e-05,all:1:1e-06" and smoke.weights == "none"
+    assert all(getattr(smoke, key) <= value for key, value in SMOKE_SEGMENTER.items())
+    assert (smoke.model, smoke.limit_train_batches, smoke.limit_val_batches) == (config.model, 2, 2)
+
+    unet, _ = load_experiment(CONFIGS / "table02_unet_resize512.yaml").configs
+    smoke, swapped = smoke_segment_config(unet, 512, 64)
+    assert swapped == {} and smoke.anchor_sizes == unet.anchor_sizes and smoke.encoder == "resnet34"

@@ -132,9 +132,10 @@ def smoke_segment_config(config: Any, input_side: int, smoke_side: int) -> tuple
     """
     from mammocad.segment.models import SEGMENTER_PHASES
 
-    anchors = tuple(max(1, round(size * smoke_side / input_side)) for size in config.anchor_sizes)
-    uses_anchors = "anchor_sizes" in config.model_options(smoke_side)  # Mask R-CNN, not the U-Net
-    swapped = {"anchor_sizes": {"configured": list(config.anchor_sizes), "smoke": list(anchors)}} if uses_anchors else {}
+    anchors, swapped = config.anchor_sizes, {}
+    if "anchor_sizes" in config.model_options(smoke_side):  # Mask R-CNN, not the U-Net
+        anchors = tuple(max(1, round(size * smoke_side / input_side)) for size in config.anchor_sizes)
+        swapped = {"anchor_sizes": {"configured": list(config.anchor_sizes), "smoke": list(anchors)}}
     capped = {key: min(getattr(config, key), value) for key, value in SMOKE_SEGMENTER.items()}
     return dataclasses.replace(config, weights="none", phases=_one_epoch_per_phase(config.phases, SEGMENTER_PHASES),
                                anchor_sizes=anchors, workers=0, early_stopping_patience=0, limit_train_batches=2,
