@@ -204,16 +204,21 @@ def test_smoke_budget_makes_a_segmenter_tiny_and_records_the_anchor_scaling():
     from mammocad.report.config import Budget
     from mammocad.report.reproduce import SMOKE_SEGMENTER, patch_settings, smoke_segment_config
 
-    tiles = load_experiment(CONFIGS / "table02_mask_rcnn_tiles256_3stage.yaml")
-    config, settings = tiles.configs
-    smoke_tiles = patch_settings(PatchKind.SEG, settings, Budget.SMOKE)
-    assert (smoke_tiles.tile_size, smoke_tiles.stride) == (128, 64)
-    smoke, swapped = smoke_segment_config(config, settings.tile_size, smoke_tiles.tile_size)
-    assert smoke.anchor_sizes == (8, 16, 32, 64, 128)  # the paper's 16-256 px scaled like 256 -> 128 px tiles
-    assert swapped == {"anchor_sizes": {"configured": [16, 32, 64, 128, 256], "smoke": [8, 16, 32, 64, 128]}}
+    resized = load_experiment(CONFIGS / "table02_mask_rcnn_resize512_3stage.yaml")
+    config, settings = resized.configs
+    smoke_size = patch_settings(PatchKind.RESIZE512, settings, Budget.SMOKE).size
+    smoke, swapped = smoke_segment_config(config, settings.size, smoke_size)
+    assert smoke_size == 64 and smoke.anchor_sizes == (2, 4, 8, 16, 32)  # the paper's 16-256 px, 512 -> 64 px
+    assert swapped == {"anchor_sizes": {"configured": [16, 32, 64, 128, 256], "smoke": [2, 4, 8, 16, 32]}}
     assert smoke.phases == "heads:1:0.0001,stage4+:1:1e-05,all:1:1e-06" and smoke.weights == "none"
     assert all(getattr(smoke, key) <= value for key, value in SMOKE_SEGMENTER.items())
     assert (smoke.model, smoke.limit_train_batches, smoke.limit_val_batches) == (config.model, 2, 2)
+
+    config, settings = load_experiment(CONFIGS / "table02_mask_rcnn_tiles256_2stage.yaml").configs
+    smoke_tiles = patch_settings(PatchKind.SEG, settings, Budget.SMOKE)
+    assert (smoke_tiles.tile_size, smoke_tiles.stride, smoke_tiles.max_tiles) == (256, 128, 32)
+    smoke, swapped = smoke_segment_config(config, settings.tile_size, smoke_tiles.tile_size)
+    assert swapped == {} and smoke.anchor_sizes == config.anchor_sizes  # tiles of the configured size
 
     unet, _ = load_experiment(CONFIGS / "table02_unet_resize512.yaml").configs
     smoke, swapped = smoke_segment_config(unet, 512, 64)
