@@ -124,7 +124,8 @@ def test_reproduce_smoke_resumes_fills_its_tables_and_skips_everything_when_reru
     """A classical and a trained Table 2 row and a classifier; killed in the middle of the segmenter's training.
 
     Classifiers and segmenters resume through the same runner code (``reproduce._train``, ``resume`` on).
-    Observed 2026-11-30 on the shared 2-core VM under a load of ~8: 150-180 s wall (3 reproduce invocations)."""
+    Observed 2026-11-30 on the shared 2-core VM under a load of 5-10: 138-192 s wall, of which the U-Net row
+    ~120 s (3 reproduce invocations); the same test without the U-Net row (before): 56-77 s."""
     import mammocad.segment.training as training
     from mammocad.report.config import Budget, ReproduceConfig
     from mammocad.report.reproduce import reproduce
