@@ -29,7 +29,6 @@ from mammocad.utils.imageio import read_image
 from test_cli import run  # tests/ is on sys.path (pytest rootdir-less "prepend" import mode)
 
 CORAL = Path(__file__).resolve().parents[2] / "shared" / "weights" / "mobilenet_v2_imagenet_coral.pt"
-CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "table2"
 FAST = {"rpn_proposals": 30, "rois_per_image": 16}  # Mask R-CNN options that keep a CPU step small
 MODELS = [("maskrcnn_resnet50_fpn_v2", FAST), ("maskrcnn_resnet101_fpn", FAST), ("maskrcnn_mobilenet_v2_fpn", FAST),
           ("unet", {"encoder": "mobilenet_v2"}), ("unet", {"encoder": "resnet34"})]
@@ -347,18 +346,3 @@ def test_offline_coco_through_the_cli_is_one_line(seg_sets: dict[str, Path], tmp
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert result.exit_code == 2 and len(lines) == 1 and "Traceback" not in result.output
     assert "COCO weights for maskrcnn_resnet50_fpn_v2" in lines[0] and str(tmp_path / "torch") in lines[0]
-
-
-@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.stem)
-def test_table2_configs_load(path: Path):
-    (config,) = build_configs((SegmentTrainConfig,), path, {})
-    assert config.anchor_sizes == (16, 32, 64, 128, 256) and config.lesion_type == "mass"
-    stages = [item.split(":")[0] for item in config.phases.split(",")]
-    assert stages in (["heads", "stage4+", "all"], ["heads", "all"])
-    lrs = [float(item.split(":")[2]) for item in config.phases.split(",")]
-    assert all(b == pytest.approx(a / 10) for a, b in zip(lrs, lrs[1:]))  # lr / 10 at each stage
-
-
-def test_table2_has_the_four_rows():
-    assert sorted(p.stem for p in CONFIGS.glob("*.yaml")) == ["resize512_2stage", "resize512_3stage",
-                                                              "tiles256_2stage", "tiles256_3stage"]

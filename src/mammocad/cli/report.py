@@ -49,15 +49,22 @@ def _reproduce_classes() -> tuple[type, ...]:
 @clean_errors
 @third_party_warnings_hidden
 def reproduce(config_file: Path | None, **flags) -> None:
-    """Reproduce the paper's tables: prepare DATA once, build the patch sets once, run every experiment of
-    --configs (one YAML per table row), evaluate, and write OUT/report.html.
+    """Reproduce the paper's tables: prepare DATA once, build the patch sets once, train and evaluate every
+    experiment (one YAML per table row), and write OUT/report.html.
+
+    The experiment files are installed with mammocad (mammocad/configs/, found from any folder);
+    --configs DIR runs another folder's files. Classifier rows train on their patch set and are
+    evaluated on its test split; Table 2's rows train segmenters (Mask R-CNN, U-Net) and are
+    scored, like the blob baseline, on the prepared full test images (average and max Dice with
+    95% CIs, FROC; false-positive control chosen on val).
 
     Resumable: a finished experiment is skipped by its fingerprint (config and data), an
     interrupted one resumes from its last checkpoint. --budget smoke runs the same grid with
     tiny images and epochs, on a CPU. One experiment per GPU or cluster job: --data-only
     first, then --only NAME --no-report per job, then `mammocad report OUT` (the SLURM loop
-    is in mammocad/report/reproduce.py and configs/README.md).
-    Example: mammocad reproduce --data /data/CBIS-DDSM --tables 3,4 --out runs/paper
+    is in mammocad/report/reproduce.py and mammocad/configs/README.md).
+
+    Example: mammocad reproduce --data /data/CBIS-DDSM --tables 2,3 --out runs/paper
     """
     from mammocad.report.reproduce import reproduce as run_reproduce
 

@@ -32,7 +32,8 @@ def train_segmenter_command(config_file: Path | None, **flags) -> None:
     paper's 3-stage schedule (heads, then backbone stride 16/32 layers too, then all layers);
     "heads:2:1e-4,all:4:1e-5" its 2-stage one. Checkpoints (best by val Dice, last), metrics.csv,
     TensorBoard logs and config.yaml go to --out; --resume continues an interrupted run.
-    Example: mammocad train-segmenter --config configs/table2/resize512_3stage.yaml --data data/r512
+    Example: mammocad train-segmenter --data data/r512 --weights coco --out runs/seg
+    (Table 2's rows as experiment files: mammocad reproduce --tables 2)
     """
     from mammocad.segment.training import train_segmenter
 

@@ -24,7 +24,9 @@ class ReproduceConfig:
     data: Path = field(default=Path("data"), metadata={
         "help": "dataset root (CBIS-DDSM, or any dataset an adapter reads)"})
     out: Path = field(default=Path("reproduce"), metadata={"help": "output folder (prepared data, patches, runs, report)"})
-    configs: Path = field(default=Path("configs"), metadata={"help": "folder of experiment configs (one YAML per row)"})
+    configs: Path | None = field(default=None, metadata={
+        "help": "folder of experiment configs (one YAML per table row); none: the ones shipped with mammocad "
+                "(mammocad/configs/, found wherever the command runs)"})
     tables: str | None = field(default=None, metadata={"help": "paper tables to run, e.g. 3,4; none: all"})
     only: str | None = field(default=None, metadata={
         "help": "experiments to run by name (config file stem), comma separated; none: all of --tables"})

@@ -1,4 +1,4 @@
-"""``mammocad reproduce``: the paper's experiment grid (``configs/``) on one dataset, resumably, then its report.
+"""``mammocad reproduce``: the paper's experiment grid (``mammocad/configs/``) on one dataset, resumably, then its report.
 
 Steps, all into ``OUT``::
 
@@ -8,18 +8,30 @@ Steps, all into ``OUT``::
     OUT/superseded/                    runs whose config or data changed since (moved aside, never deleted)
     OUT/report.html (+ .md, _tables/)  mammocad report OUT
 
+The experiment files are the ones shipped with mammocad (:func:`mammocad.report.experiments.shipped_configs`,
+whatever the current directory) or those of ``--configs DIR``.
+
+**Kinds.** A classifier trains on its patch set (``train_classifier``) and is evaluated on its
+test split (``evaluate_classifier``). A trained segmenter (Table 2's Mask R-CNN and U-Net rows)
+trains on its ``seg`` or ``resize512`` patch set (``train_segmenter``); its best checkpoint is
+then evaluated on the prepared FULL images of the test split (``evaluate_segmenter``, tiles
+stitched back, the false-positive control chosen on the val split) into ``run/evaluation``. A
+classical segmenter (``blob``) is evaluated the same way, without training or patch set.
+
 **Resumable.** Every stage skips what it already did: prepare and patches per image (their done
 records), an experiment by its fingerprint (its config after the budget's overrides, and the
 fingerprint of the patch set or prepared folder it reads), recorded in ``experiment.json`` when
-it finishes. An experiment that was interrupted resumes (``TrainConfig.resume``: from its
-last checkpoint, same weights as an uninterrupted run); one whose fingerprint changed is moved to
+it finishes. An experiment that was interrupted resumes (``resume``: from its last checkpoint,
+same weights as an uninterrupted run); one whose fingerprint changed is moved to
 ``OUT/superseded/`` and redone.
 
 **Budgets.** ``full``: the configs as written. ``smoke``: the same grid made tiny so that it
-finishes on a CPU (:func:`smoke_train_config`, :data:`SMOKE_PATCHES`): prepared images at
-512 px, 64 px patches, random initial weights, one epoch per phase on two batches, 50 bootstrap
-resamples. A model whose smallest input is above 64 px (InceptionV3) is swapped for MobileNetV2,
-recorded in experiment.json. Smoke numbers check the machinery, not the paper.
+finishes on a CPU (:data:`SMOKE_PATCHES`, :func:`smoke_train_config`, :func:`smoke_segment_config`):
+prepared images at 512 px, 64 px patches and resized images, 256 px tiles every 128 px, random initial
+weights, one epoch per phase on two batches, few Mask R-CNN proposals, RoIs and detections, anchors
+scaled like the input, 50 bootstrap resamples. A classifier whose smallest input is above 64 px
+(InceptionV3) is swapped for MobileNetV2; both swaps are recorded in experiment.json
+(``smoke_substitutions``). Smoke numbers check the machinery, not the paper.
 
 **Several GPUs, a cluster.** One experiment per process, each on its own device::
 
@@ -29,7 +41,7 @@ recorded in experiment.json. Smoke numbers check the machinery, not the paper.
         CUDA_VISIBLE_DEVICES=$((i++)) mammocad reproduce --data ROOT --out OUT --only $name --no-report &
     done; wait
     # SLURM: one job per experiment, then the report
-    for f in configs/*.yaml; do
+    for f in $(python -c "from mammocad.report.experiments import shipped_configs; print(shipped_configs())")/*.yaml; do
         sbatch --gpus=1 --wrap "mammocad reproduce --data ROOT --out OUT --only $(basename $f .yaml) --no-report"
     done
     mammocad report OUT                                                # when every job has finished
@@ -37,9 +49,7 @@ recorded in experiment.json. Smoke numbers check the machinery, not the paper.
 An experiment that needs several GPUs itself sets ``devices``/``strategy`` in its config file
 (Lightning DDP; launched as in ``mammocad.train.engine``).
 
-**Plugging in a kind.** ``kind: classifier`` trains and evaluates a classifier; ``kind:
-segmenter`` evaluates a segmenter on the prepared folder (for now the classical ``blob``
-baseline). A trained segmenter adds its config class to
+**Plugging in a kind.** A new kind adds its config classes to
 :data:`mammocad.report.experiments.KIND_CLASSES` and its runner to :data:`RUNNERS`.
 Research software, not a medical device.
 """
@@ -63,6 +73,7 @@ from mammocad.report.experiments import (
     ExperimentConfig,
     ExperimentKind,
     load_experiments,
+    shipped_configs,
 )
 from mammocad.utils.atomic import write_json
 from mammocad.utils.config import config_dict
@@ -78,27 +89,60 @@ SMOKE_PREPARED_SIZE = 512
 SMOKE_PATCHES: dict[PatchKind, dict[str, Any]] = {
     PatchKind.SMALL: {"image_size": (288, 224), "patch_size": (56, 56)},
     PatchKind.LARGE: {"output_size": SMOKE_INPUT},
+    # the paper's 256 px tiles every 128 px: 9 per 512 px prepared image to predict and stitch, overlaps
+    # included. Mask R-CNN's CPU time is per tile (its heads), so smaller tiles cost more: 64 px every 32 px
+    # would be 225 tiles an image, 128 every 64 px 49 (~45 s an image on the loaded 2-core VM).
+    PatchKind.SEG: {"tile_size": 256, "stride": 128, "max_tiles": 32},
+    PatchKind.RESIZE512: {"size": SMOKE_INPUT},
 }
 """Patch settings the smoke budget overrides, per kind (the rest stays as configured)."""
 SMOKE_MODEL = "mobilenet_v2"
+SMOKE_SEGMENTER = {"batch_size": 4, "rpn_proposals": 8, "rois_per_image": 8, "detections_per_image": 3}
+"""Segmenter settings the smoke budget caps: Mask R-CNN's CPU time at these sizes is in its box and mask
+heads (four 256-channel convolutions per proposal and per detection in the v2 heads), not in its pixels."""
 SMOKE_RESAMPLES = 50
 FULL_RESAMPLES = 1000
+
+
+def _one_epoch_per_phase(phases: str, names: tuple[str, ...] | None = None) -> str:
+    from mammocad.train.schedule import parse_phases
+
+    schedule = parse_phases(phases) if names is None else parse_phases(phases, names)
+    return ",".join(f"{p.name}:1:{p.lr:g}" for p in schedule.phases)
 
 
 def smoke_train_config(config: Any) -> tuple[Any, dict[str, Any]]:
     """The smoke version of a TrainConfig, and what was substituted (model swaps) for the record."""
     from mammocad.models import get_spec
-    from mammocad.train.schedule import parse_phases
 
     swapped = {}
     model = config.model
     if get_spec(model).min_input_size > SMOKE_INPUT:
         swapped = {"model": {"configured": model, "smoke": SMOKE_MODEL}}
         model = SMOKE_MODEL
-    phases = ",".join(f"{p.name}:1:{p.lr:g}" for p in parse_phases(config.phases).phases)
     return dataclasses.replace(config, model=model, weights="none", input_norm=None, input_size=SMOKE_INPUT,
-                               phases=phases, batch_size=8, workers=0, early_stopping_patience=0,
-                               limit_train_batches=2, limit_val_batches=2), swapped
+                               phases=_one_epoch_per_phase(config.phases), batch_size=8, workers=0,
+                               early_stopping_patience=0, limit_train_batches=2, limit_val_batches=2), swapped
+
+
+def smoke_segment_config(config: Any, input_side: int, smoke_side: int) -> tuple[Any, dict[str, Any]]:
+    """The smoke version of a SegmentTrainConfig whose images (or tiles) go from ``input_side`` to ``smoke_side`` px.
+
+    Random initial weights, one epoch per phase on two batches, few RPN proposals, RoIs and
+    detections (:data:`SMOKE_SEGMENTER`), and the anchors scaled like the input (``smoke_side /
+    input_side``, at least 1 px) for the models that use them, recorded as a substitution when they change.
+    """
+    from mammocad.segment.models import SEGMENTER_PHASES
+
+    anchors, swapped = config.anchor_sizes, {}
+    if "anchor_sizes" in config.model_options(smoke_side):  # Mask R-CNN, not the U-Net
+        anchors = tuple(max(1, round(size * smoke_side / input_side)) for size in config.anchor_sizes)
+    if anchors != config.anchor_sizes:
+        swapped = {"anchor_sizes": {"configured": list(config.anchor_sizes), "smoke": list(anchors)}}
+    capped = {key: min(getattr(config, key), value) for key, value in SMOKE_SEGMENTER.items()}
+    return dataclasses.replace(config, weights="none", phases=_one_epoch_per_phase(config.phases, SEGMENTER_PHASES),
+                               anchor_sizes=anchors, workers=0, early_stopping_patience=0, limit_train_batches=2,
+                               limit_val_batches=2, **capped), swapped
 
 
 def patch_settings(kind: PatchKind, settings: Any, budget: Budget) -> Any:
@@ -135,41 +179,74 @@ def _patch_key(kind: PatchKind, settings: Any) -> str:
     return f"{kind.value}-{fingerprint(settings)}"
 
 
-def _classifier_inputs(experiment: ExperimentConfig, workspace: Workspace) -> tuple[Any, Path, dict[str, Any]]:
-    """(the TrainConfig to run, its patch set, smoke substitutions) of a classifier experiment."""
+def _input_side(kind: PatchKind, settings: Any) -> int:
+    """Side of a segmentation patch set's images (resize512) or tiles (seg), px, from its settings."""
+    return settings.tile_size if kind is PatchKind.SEG else settings.size
+
+
+def _trained_inputs(experiment: ExperimentConfig, workspace: Workspace) -> tuple[Any, Path, dict[str, Any]]:
+    """(the training config to run, its patch set, smoke substitutions) of an experiment that trains a model."""
     train, settings = experiment.configs
     kind = PatchKind(experiment.experiment.patches)
-    data = workspace.patch_sets[_patch_key(kind, patch_settings(kind, settings, workspace.config.budget))]
+    budget_settings = patch_settings(kind, settings, workspace.config.budget)
+    data = workspace.patch_sets[_patch_key(kind, budget_settings)]
     swapped: dict[str, Any] = {}
     if workspace.config.budget is Budget.SMOKE:
-        train, swapped = smoke_train_config(train)
+        if experiment.experiment.kind is ExperimentKind.SEGMENTER:
+            train, swapped = smoke_segment_config(train, _input_side(kind, settings), _input_side(kind, budget_settings))
+        else:
+            train, swapped = smoke_train_config(train)
     return train, data, swapped
 
 
-def _classifier_fingerprint(experiment: ExperimentConfig, workspace: Workspace) -> tuple[str, str]:
+def _trained_fingerprint(experiment: ExperimentConfig, workspace: Workspace) -> tuple[str, str]:
+    """The fingerprint of what a trained experiment learns and is evaluated on, and its patch set's fingerprint."""
     from mammocad.patches.store import patch_set_fingerprint
     from mammocad.train.config import RESUME_FREE
 
-    train, data, _ = _classifier_inputs(experiment, workspace)
+    train, data, _ = _trained_inputs(experiment, workspace)
     data_fingerprint = patch_set_fingerprint(data)
     learnt = {k: v for k, v in config_dict(train).items() if k not in RESUME_FREE}
     return fingerprint([dataclasses.asdict(experiment.experiment), learnt, data_fingerprint]), data_fingerprint
 
 
+def _train(experiment: ExperimentConfig, workspace: Workspace, run_dir: Path,
+           train: Callable[..., Any]) -> tuple[Any, Any, dict[str, Any]]:
+    """Train (or resume: ``resume`` is on) an experiment's model into ``run_dir``: (config, TrainResult, record)."""
+    config, data, swapped = _trained_inputs(experiment, workspace)
+    config = dataclasses.replace(config, data=data, out=run_dir, resume=True)
+    result = train(config, progress=workspace.progress)
+    return config, result, {"config": config_dict(config), "smoke_substitutions": swapped}
+
+
 def _run_classifier(experiment: ExperimentConfig, workspace: Workspace, run_dir: Path) -> dict[str, Any]:
     from mammocad.evaluate.classifier import evaluate_classifier
-    from mammocad.train.engine import train_classifier
+    from mammocad.train import engine
     from mammocad.train.fastpath import resolve_workers
 
-    train, data, swapped = _classifier_inputs(experiment, workspace)
-    config = dataclasses.replace(train, data=data, out=run_dir, resume=True)
-    result = train_classifier(config, progress=workspace.progress)
-    evaluate_classifier(result.best_checkpoint, data, run_dir / "evaluation",
+    config, result, record = _train(experiment, workspace, run_dir, engine.train_classifier)
+    evaluate_classifier(result.best_checkpoint, config.data, run_dir / "evaluation",
                         workers=resolve_workers(config.workers, "cpu", 1), n_resamples=workspace.resamples)
-    return {"config": config_dict(config), "smoke_substitutions": swapped}
+    return record
 
 
-def _segmenter_fingerprint(experiment: ExperimentConfig, workspace: Workspace) -> tuple[str, str]:
+def _run_trained_segmenter(experiment: ExperimentConfig, workspace: Workspace, run_dir: Path) -> dict[str, Any]:
+    """Train the segmenter, then evaluate its best checkpoint on the prepared test images (FP control from val)."""
+    from mammocad.evaluate.segmenter import evaluate_segmenter
+    from mammocad.segment import training
+    from mammocad.segment.config import EVALUATED_TYPES
+    from mammocad.segment.predict import load_segmenter
+
+    config, result, record = _train(experiment, workspace, run_dir, training.train_segmenter)
+    segmenter = load_segmenter(result.best_checkpoint)
+    evaluate_segmenter(lambda image, breast: segmenter.predict(image), workspace.prepared, "test",
+                       run_dir / "evaluation", lesion_types=EVALUATED_TYPES[config.lesion_type],
+                       n_resamples=workspace.resamples, seed=config.seed, training_metrics=result.run_dir / "metrics.csv",
+                       name=f"{config.model} ({experiment.name})", progress=workspace.progress)
+    return record
+
+
+def _baseline_fingerprint(experiment: ExperimentConfig, workspace: Workspace) -> tuple[str, str]:
     from mammocad.utils.stage import stage_fingerprint
 
     data_fingerprint = stage_fingerprint(workspace.prepared, "prepare", "mammocad reproduce")
@@ -177,7 +254,7 @@ def _segmenter_fingerprint(experiment: ExperimentConfig, workspace: Workspace) -
         data_fingerprint
 
 
-def _run_segmenter(experiment: ExperimentConfig, workspace: Workspace, run_dir: Path) -> dict[str, Any]:
+def _run_baseline(experiment: ExperimentConfig, workspace: Workspace, run_dir: Path) -> dict[str, Any]:
     from mammocad.evaluate.segmenter import evaluate_segmenter
     from mammocad.segment.baselines import baseline
 
@@ -193,16 +270,17 @@ def _run_segmenter(experiment: ExperimentConfig, workspace: Workspace, run_dir: 
 
 Runner = tuple[Callable[[ExperimentConfig, Workspace], tuple[str, str]],
                Callable[[ExperimentConfig, Workspace, Path], dict[str, Any]]]
-RUNNERS: dict[ExperimentKind, Runner] = {
-    ExperimentKind.CLASSIFIER: (_classifier_fingerprint, _run_classifier),
-    ExperimentKind.SEGMENTER: (_segmenter_fingerprint, _run_segmenter),
+RUNNERS: dict[tuple[ExperimentKind, bool], Runner] = {
+    (ExperimentKind.CLASSIFIER, True): (_trained_fingerprint, _run_classifier),
+    (ExperimentKind.SEGMENTER, True): (_trained_fingerprint, _run_trained_segmenter),
+    (ExperimentKind.SEGMENTER, False): (_baseline_fingerprint, _run_baseline),
 }
-"""Per experiment kind: (fingerprint and data fingerprint, run into a folder -> what to record)."""
+"""Per (experiment kind, trains a model): (fingerprint and data fingerprint, run into a folder -> what to record)."""
 
 
 def run_experiment(experiment: ExperimentConfig, workspace: Workspace) -> Outcome:
     """Run one experiment into ``OUT/runs/<name>`` unless it finished before with the same fingerprint."""
-    fingerprint_of, run = RUNNERS[experiment.experiment.kind]
+    fingerprint_of, run = RUNNERS[(experiment.experiment.kind, experiment.experiment.trains)]
     out = workspace.config.out
     run_dir = out / "runs" / experiment.name
     own, data_fingerprint = fingerprint_of(experiment, workspace)
@@ -242,7 +320,7 @@ def prepare_workspace(config: ReproduceConfig, experiments: list[ExperimentConfi
     failures = list(summary.failures)
     workspace = Workspace(config, prepared, progress)
     for experiment in experiments:
-        if experiment.experiment.kind is not ExperimentKind.CLASSIFIER:
+        if not experiment.experiment.trains:
             continue
         kind = PatchKind(experiment.experiment.patches)
         settings = patch_settings(kind, experiment.configs[1], config.budget)
@@ -267,7 +345,7 @@ def reproduce(config: ReproduceConfig, progress: bool = True,
 
     experiments = load_experiments(config.configs, config.names(config.tables), config.names(config.only))
     if not experiments:
-        raise DataError(config.configs, f"no experiment config for tables {config.tables or 'all'}")
+        raise DataError(config.configs or shipped_configs(), f"no experiment config for tables {config.tables or 'all'}")
     workspace, failures = prepare_workspace(config, experiments, progress)
     outcomes = []
     if not config.data_only:

@@ -21,6 +21,9 @@ LESION_TYPES = {
     "any": {"BENIGN_MASS": 1, "MALIGNANT_MASS": 1, "BENIGN_CALCIFICATION": 1, "MALIGNANT_CALCIFICATION": 1},
 }
 """Which instances of a patch set are the lesions to find (all one class, id 1); the others are left out."""
+EVALUATED_TYPES = {"mass": ("mass",), "calcification": ("calcification",), "any": ("mass", "calcification")}
+"""The prepared folder's abnormality types of each lesion_type: a run's ground truth on full images
+(``evaluate_segmenter(lesion_types=...)``)."""
 
 
 @dataclass(frozen=True)
