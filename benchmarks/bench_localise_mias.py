@@ -17,8 +17,8 @@ evaluate-segmenter`` does; every predictor runs on the same folds and validation
 
 Predictors: the classical baselines (``--baseline``, default ``blob`` when nothing else is
 asked); ``--train imagenet`` / ``--train none``: a U-Net with a MobileNetV2 encoder trained per
-fold on its ``train`` women (``resize512``-kind images at ``--size`` px, lesion type mass,
-normals as negatives, joint ``full`` augmentation), from the ImageNet MobileNetV2 of
+fold on its ``train`` women (``--input``: 256 px tiles at full resolution, sampled as the paper
+does and stitched back, or whole images resized to ``--size``; lesion type mass, normals as negatives, joint ``full`` augmentation), from the ImageNet MobileNetV2 of
 ``../shared/weights`` or from random initialisation, its last checkpoint predicting (runs
 under ``<work>/train``, resumable); ``--checkpoint``: a segmenter trained elsewhere (e.g. on
 CBIS-DDSM). A baseline's predictions are cached per image (as box crops) across folds; a
@@ -154,16 +154,23 @@ def make_folds(prepared: Path, work: Path, lesion_types: tuple[str, ...] | None,
     return frame, made
 
 
-def resize_patches(prepared: Path, work: Path, size: int, workers: int) -> Path:
-    """The ``resize512``-kind patch set of the whole prepared folder at ``size`` px, built once (incremental)."""
-    from mammocad.patches.build import build_patches
-    from mammocad.patches.config import PatchJob, PatchKind, ResizeConfig
+def segmentation_patches(prepared: Path, work: Path, args) -> Path:
+    """The U-Net's patch set of the whole prepared folder, built once (incremental).
 
-    out = work / f"patches-resize{size}"
-    summary = build_patches(PatchJob(prepared=prepared, out=out, kind=PatchKind.RESIZE512, workers=workers,
-                                     figure=False), ResizeConfig(size=size), progress=False)
+    ``--input resize``: ``resize512``-kind whole images at ``--size`` px; ``--input tiles``:
+    ``seg``-kind ``--size`` px tiles at stride ``--size // 2`` sampled 50/25/25 (lesion, normal,
+    blank) as the paper does, predicted tile by tile and stitched back at evaluation.
+    """
+    from mammocad.patches.build import build_patches
+    from mammocad.patches.config import PatchJob, PatchKind, ResizeConfig, TileConfig
+
+    kind, config = ((PatchKind.RESIZE512, ResizeConfig(size=args.size)) if args.input == "resize" else
+                    (PatchKind.SEG, TileConfig(tile_size=args.size, stride=args.size // 2)))
+    out = work / f"patches-{args.input}{args.size}"
+    summary = build_patches(PatchJob(prepared=prepared, out=out, kind=kind, workers=args.workers, seed=args.seed,
+                                     figure=False), config, progress=False)
     if summary.failures:
-        raise SystemExit(f"resize patches failed for {len(summary.failures)} images: {summary.failures[:3]}")
+        raise SystemExit(f"{kind.value} patches failed for {len(summary.failures)} images: {summary.failures[:3]}")
     return out
 
 
@@ -191,7 +198,7 @@ def trained_segmenter(weights: str, args, patches: Path, frame: pd.DataFrame, fo
     from mammocad.segment.predict import load_segmenter
     from mammocad.segment.training import train_segmenter
 
-    run = work / "train" / f"unet-{weights}" / f"fold{fold.index}"
+    run = work / "train" / f"unet-{weights}-{args.input}{args.size}" / f"fold{fold.index}"
     view = patch_view(patches, frame, fold, run.parent / f"view{fold.index}")
     pretrained = weights == "imagenet"
     config = SegmentTrainConfig(
@@ -202,7 +209,7 @@ def trained_segmenter(weights: str, args, patches: Path, frame: pd.DataFrame, fo
         batch_size=args.batch_size, workers=0, precision="32", seed=args.seed + fold.index, resume=True,
         limit_train_batches=args.batches_per_epoch, limit_val_batches=args.val_batches, early_stopping_patience=0)
     result = train_segmenter(config, progress=False)
-    log({"predictor": f"unet-{weights}", "fold": fold.index, "trained_epochs": result.epochs_run,
+    log({"predictor": f"unet-{weights}-{args.input}{args.size}", "fold": fold.index, "trained_epochs": result.epochs_run,
          "run": str(run)})
     segmenter = load_segmenter(result.last_checkpoint)
     return lambda image, breast: segmenter.predict(image)
@@ -213,7 +220,7 @@ def predictors(args, patches: Path | None, frame: pd.DataFrame, work: Path) -> d
     found: dict[str, Callable[[Fold], Predict]] = {
         f"baseline-{name}": (lambda fold, p=baseline(name): p) for name in args.baseline}
     for weights in args.train:
-        found[f"unet-{weights}"] = partial(trained_segmenter, weights, args, patches, frame, work=work)
+        found[f"unet-{weights}-{args.input}{args.size}"] = partial(trained_segmenter, weights, args, patches, frame, work=work)
     for checkpoint in args.checkpoint:
         from mammocad.segment.predict import load_segmenter  # a segmenter trained elsewhere
 
@@ -239,7 +246,9 @@ def main() -> None:
     parser.add_argument("--train", action="append", default=[], choices=("imagenet", "none"),
                         help="train a U-Net (MobileNetV2 encoder) per fold from these initial weights")
     parser.add_argument("--imagenet-weights", type=Path, default=SHARED / "weights" / "mobilenet_v2_imagenet_coral.pt")
-    parser.add_argument("--size", type=int, default=256, help="side of the resized images the U-Net sees, px")
+    parser.add_argument("--input", choices=("tiles", "resize"), default="tiles",
+                        help="what the U-Net sees: full-resolution tiles (stitched back) or resized whole images")
+    parser.add_argument("--size", type=int, default=256, help="tile side or resized image side, px")
     parser.add_argument("--phases-imagenet", default="heads:2:1e-3,all:10:3e-4")
     parser.add_argument("--phases-none", default="all:12:1e-3")
     parser.add_argument("--batch-size", type=int, default=8)
@@ -262,7 +271,7 @@ def main() -> None:
     lesion_types = None if args.lesion_types == "all" else tuple(args.lesion_types.split(","))
     prepared = prepare(args.data, work, args.workers)
     frame, folds = make_folds(prepared, work, lesion_types, args.folds, args.seed, args.val_fraction)
-    patches = resize_patches(prepared, work, args.size, args.workers) if args.train else None
+    patches = segmentation_patches(prepared, work, args) if args.train else None
     reference_rate = None
     for name, factory in predictors(args, patches, frame, work).items():
         caches: dict[int, CachedPredict] = {}  # one per distinct predictor: a fold's model sees its own val

@@ -201,7 +201,7 @@ def test_reproduce_reads_the_configs_folder_it_is_given(tmp_path: Path):
     assert missing.exit_code == 2 and "no experiment configs folder" in missing.output
 
 
-def test_smoke_budget_makes_a_segmenter_tiny_and_records_the_anchor_scaling():
+def test_smoke_budget_makes_a_segmenter_tiny_and_records_the_swaps():
     from mammocad.report.config import Budget
     from mammocad.report.reproduce import SMOKE_SEGMENTER, patch_settings, smoke_segment_config
 
@@ -223,4 +223,5 @@ def test_smoke_budget_makes_a_segmenter_tiny_and_records_the_anchor_scaling():
 
     unet, _ = load_experiment(CONFIGS / "table02_unet_resize512.yaml").configs
     smoke, swapped = smoke_segment_config(unet, 512, 64)
-    assert swapped == {} and smoke.anchor_sizes == unet.anchor_sizes and smoke.encoder == "resnet34"
+    assert unet.encoder == "resnet34" and smoke.encoder == "mobilenet_v2" and smoke.anchor_sizes == unet.anchor_sizes
+    assert swapped == {"encoder": {"configured": "resnet34", "smoke": "mobilenet_v2"}}

@@ -129,19 +129,26 @@ def smoke_segment_config(config: Any, input_side: int, smoke_side: int) -> tuple
     """The smoke version of a SegmentTrainConfig whose images (or tiles) go from ``input_side`` to ``smoke_side`` px.
 
     Random initial weights, one epoch per phase on two batches, few RPN proposals, RoIs and
-    detections (:data:`SMOKE_SEGMENTER`), and the anchors scaled like the input (``smoke_side /
-    input_side``, at least 1 px) for the models that use them, recorded as a substitution when they change.
+    detections (:data:`SMOKE_SEGMENTER`), the anchors scaled like the input (``smoke_side /
+    input_side``, at least 1 px) for the models that use them, and a U-Net's encoder swapped for
+    the small ``SMOKE_MODEL`` (a ResNet-34 U-Net's checkpoints are ~200 MB each); each change
+    recorded as a substitution.
     """
     from mammocad.segment.models import SEGMENTER_PHASES
 
-    anchors, swapped = config.anchor_sizes, {}
-    if "anchor_sizes" in config.model_options(smoke_side):  # Mask R-CNN, not the U-Net
+    anchors, encoder, swapped = config.anchor_sizes, config.encoder, {}
+    options = config.model_options(smoke_side)
+    if "anchor_sizes" in options:  # Mask R-CNN
         anchors = tuple(max(1, round(size * smoke_side / input_side)) for size in config.anchor_sizes)
+    if "encoder" in options:  # the U-Net
+        encoder = SMOKE_MODEL
     if anchors != config.anchor_sizes:
-        swapped = {"anchor_sizes": {"configured": list(config.anchor_sizes), "smoke": list(anchors)}}
+        swapped["anchor_sizes"] = {"configured": list(config.anchor_sizes), "smoke": list(anchors)}
+    if encoder != config.encoder:
+        swapped["encoder"] = {"configured": config.encoder, "smoke": encoder}
     capped = {key: min(getattr(config, key), value) for key, value in SMOKE_SEGMENTER.items()}
     return dataclasses.replace(config, weights="none", phases=_one_epoch_per_phase(config.phases, SEGMENTER_PHASES),
-                               anchor_sizes=anchors, workers=0, early_stopping_patience=0, limit_train_batches=2,
+                               anchor_sizes=anchors, encoder=encoder, workers=0, early_stopping_patience=0, limit_train_batches=2,
                                limit_val_batches=2, **capped), swapped
 
 
