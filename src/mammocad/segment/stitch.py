@@ -36,43 +36,78 @@ class _Member:
     mask: np.ndarray   # (window.height, window.width) bool: the instance inside its tile window
     score: float
     label: int
+    box: Box           # the mask's own box, full-image pixels
 
 
 @dataclass
 class _Group:
-    union: np.ndarray  # (rows, cols) bool, all members' masks together
+    box: Box           # box of all members' masks together, full-image pixels
+    union: np.ndarray  # (box.height, box.width) bool: all members' masks together
     members: list[_Member] = field(default_factory=list)
+
+    def add(self, member: _Member) -> None:
+        """Take ``member`` in; the union grows to the hull of both boxes (memory: the group's box, not the image)."""
+        hull = self.box.hull(member.box)
+        if hull != self.box:
+            grown = np.zeros((hull.height, hull.width), bool)
+            grown[self.box.relative_to(hull)] = self.union
+            self.box, self.union = hull, grown
+        self.union[member.box.relative_to(self.box)] |= member.mask[member.box.relative_to(member.window)]
+        self.members.append(member)
+
+    def union_in(self, window: Box) -> np.ndarray:
+        """The union inside ``window``, (window.height, window.width) bool."""
+        inside = np.zeros((window.height, window.width), bool)
+        common = self.box.intersection(window)
+        if common is not None:
+            inside[common.relative_to(window)] = self.union[common.relative_to(self.box)]
+        return inside
 
 
 def _seen_by(group: _Group, window: Box) -> np.ndarray:
     """Inside ``window``: the pixels that some member tile of ``group`` covered, (height, width) bool."""
     seen = np.zeros((window.height, window.width), bool)
     for m in group.members:
-        r0, c0 = max(m.window.row0, window.row0), max(m.window.col0, window.col0)
-        r1, c1 = min(m.window.row1, window.row1), min(m.window.col1, window.col1)
-        if r0 < r1 and c0 < c1:
-            seen[r0 - window.row0:r1 - window.row0, c0 - window.col0:c1 - window.col0] = True
+        common = m.window.intersection(window)
+        if common is not None:
+            seen[common.relative_to(window)] = True
     return seen
 
 
 def _agreement(group: _Group, member: _Member) -> float:
-    """IoU of ``member`` and ``group`` within the pixels both have seen (0 when neither predicts any there)."""
+    """IoU of ``member`` and ``group`` within the pixels both have seen (0 when neither predicts any there).
+
+    Masks whose boxes do not meet share no pixel: 0 without looking at them (a tiled image has
+    thousands of low-score candidates, most far apart).
+    """
+    if group.box.intersection(member.box) is None:
+        return 0.0
     w = member.window
     seen = _seen_by(group, w)
-    ours, theirs = member.mask & seen, group.union[w.row0:w.row1, w.col0:w.col1] & seen
+    ours, theirs = member.mask & seen, group.union_in(w) & seen
     union = np.count_nonzero(ours | theirs)
     return np.count_nonzero(ours & theirs) / union if union else 0.0
 
 
 def _merged_mask(group: _Group, shape: tuple[int, int]) -> np.ndarray:
-    """Score-weighted majority vote of the members that covered each pixel (see the module docstring)."""
-    votes, covered = np.zeros(shape), np.zeros(shape)
+    """Score-weighted majority vote of the members that covered each pixel (see the module docstring).
+
+    Counted over the hull of the members' tiles only; returned on the full (rows, cols) grid.
+    """
+    area = group.members[0].window
+    for m in group.members[1:]:
+        area = area.hull(m.window)
+    votes, covered = np.zeros((area.height, area.width)), np.zeros((area.height, area.width))
     for m in group.members:
-        w = (slice(m.window.row0, m.window.row1), slice(m.window.col0, m.window.col1))
-        votes[w] += m.score * m.mask
-        covered[w] += m.score
-    mask = (votes > 0) & (votes >= 0.5 * covered)
-    return mask if mask.any() else group.union  # all-zero scores: fall back to the union
+        inside = m.window.relative_to(area)
+        votes[inside] += m.score * m.mask
+        covered[inside] += m.score
+    mask = np.zeros(shape, bool)
+    if (votes > 0).any():
+        mask[area.relative_to(Box(0, 0, *shape))] = (votes > 0) & (votes >= 0.5 * covered)
+    else:  # all-zero scores: fall back to the union
+        mask[group.box.relative_to(Box(0, 0, *shape))] = group.union
+    return mask
 
 
 def stitch_tiles(tile_predictions: Sequence[tuple[int, int, Instances]], shape: tuple[int, int],
@@ -91,20 +126,20 @@ def stitch_tiles(tile_predictions: Sequence[tuple[int, int, Instances]], shape: 
             continue
         crop = (slice(None), slice(window.row0 - row, window.row1 - row), slice(window.col0 - col, window.col1 - col))
         for mask, score, label in zip(instances.masks[crop], instances.scores, instances.labels):
-            if mask.any():
-                candidates.append(_Member(window, mask, float(score), int(label)))
+            own = mask_box(mask)
+            if own is not None:
+                box = Box(own.row0 + window.row0, own.col0 + window.col0, own.row1 + window.row0,
+                          own.col1 + window.col0)
+                candidates.append(_Member(window, mask, float(score), int(label), box))
     candidates.sort(key=lambda m: -m.score)  # stable: equal scores keep the tiles' order
     groups: list[_Group] = []
     for member in candidates:
         agreements = [_agreement(g, member) for g in groups]
         best = int(np.argmax(agreements)) if agreements else -1
         if best < 0 or agreements[best] < agree_iou:
-            groups.append(_Group(np.zeros(shape, bool)))
+            groups.append(_Group(member.box, np.zeros((member.box.height, member.box.width), bool)))
             best = len(groups) - 1
-        group = groups[best]
-        group.members.append(member)
-        w = member.window
-        group.union[w.row0:w.row1, w.col0:w.col1] |= member.mask
+        groups[best].add(member)
     if not groups:
         return Instances.empty(shape)
     masks = np.stack([_merged_mask(g, shape) for g in groups])

@@ -43,6 +43,22 @@ class Box(NamedTuple):
     def area(self) -> int:
         return self.height * self.width
 
+    def intersection(self, other: tuple[int, int, int, int]) -> Box | None:
+        """The pixels both boxes hold, or None when they share none."""
+        r0, c0 = max(self.row0, other[0]), max(self.col0, other[1])
+        r1, c1 = min(self.row1, other[2]), min(self.col1, other[3])
+        return Box(r0, c0, r1, c1) if r0 < r1 and c0 < c1 else None
+
+    def hull(self, other: tuple[int, int, int, int]) -> Box:
+        """The smallest box holding both."""
+        return Box(min(self.row0, other[0]), min(self.col0, other[1]), max(self.row1, other[2]),
+                   max(self.col1, other[3]))
+
+    def relative_to(self, origin: tuple[int, int, int, int]) -> tuple[slice, slice]:
+        """This box as (row, col) slices of an array whose top-left pixel is ``origin``'s."""
+        return (slice(self.row0 - origin[0], self.row1 - origin[0]),
+                slice(self.col0 - origin[1], self.col1 - origin[1]))
+
     def xyxy(self) -> tuple[int, int, int, int]:
         """``(x0, y0, x1, y1)`` = ``(col0, row0, col1, row1)``, exclusive ends (torchvision's boxes)."""
         return self.col0, self.row0, self.col1, self.row1
