@@ -114,3 +114,14 @@ def test_check_fresh_follows_the_upstream_folder(tmp_path: Path):
     with pytest.raises(DataError, match="out of date.*redo"):
         check_fresh(down, "patches", "redo")
     assert json.loads((down / "stage.json").read_text())["upstream"]["path"] == str(up.resolve())
+
+
+def test_box_intersection_hull_and_relative_slices():
+    a, b = Box(2, 3, 10, 12), Box(5, 0, 20, 6)
+    assert a.intersection(b) == Box(5, 3, 10, 6) == b.intersection(a)
+    assert a.intersection(Box(10, 3, 12, 12)) is None  # touching edges share no pixel (exclusive ends)
+    assert a.hull(b) == Box(2, 0, 20, 12)
+    grid = np.arange(30 * 30).reshape(30, 30)
+    inner = grid[a.relative_to(Box(0, 0, 30, 30))]
+    assert inner.shape == (a.height, a.width) and inner[0, 0] == grid[2, 3]
+    assert (grid[a.hull(b).relative_to(Box(0, 0, 30, 30))][a.relative_to(a.hull(b))] == inner).all()
