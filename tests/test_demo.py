@@ -10,7 +10,15 @@ import pytest
 from click.testing import CliRunner
 
 from mammocad.cli import app
-from mammocad.demo import MIN_PATIENTS, SEGMENT_SIZE, TASK, demo_checkpoint, demo_train_config, split_class_problem
+from mammocad.demo import (
+    MIN_PATIENTS,
+    SEGMENT_SIZE,
+    TASK,
+    demo_checkpoint,
+    demo_train_config,
+    split_class_problem,
+    split_lesion_problem,
+)
 from test_cli import run  # tests/ is on sys.path (pytest rootdir-less "prepend" import mode)
 
 
@@ -69,6 +77,13 @@ def test_split_class_problem_names_the_split_without_both_classes():
     })
     assert split_class_problem(frame) == "the test split has no MALIGNANT patches"
     assert split_class_problem(frame, splits=("train", "val")) is None
+
+
+def test_split_lesion_problem_names_the_split_without_a_mass():
+    frame = pd.DataFrame({"split": ["train", "train", "val", "test"],
+                          "instance_labels": [["BENIGN_MASS"], [], ["MALIGNANT_CALCIFICATION"], ["MALIGNANT_MASS"]]})
+    assert split_lesion_problem(frame) == "the val split has no image with a mass"
+    assert split_lesion_problem(frame, splits=("train", "test")) is None
 
 
 @pytest.fixture(scope="module")

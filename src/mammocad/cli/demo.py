@@ -46,6 +46,7 @@ def demo(out: Path, patients: int, workers: int, seed: int) -> None:
         demo_segment_config,
         demo_train_config,
         split_class_problem,
+        split_lesion_problem,
     )
 
     if patients < MIN_PATIENTS:
@@ -82,10 +83,11 @@ def demo(out: Path, patients: int, workers: int, seed: int) -> None:
     click.echo("Table 11/12 (small-context patches per class and split):")
     click.echo(patch_counts(read_manifest(patches_dir / "small")).to_string())
     click.echo(f"[4/7] benign vs malignant classifier on large-context patches -> {run_dir}")
-    problem = split_class_problem(read_manifest(patches_dir / "large"))
-    if problem:  # rare above MIN_PATIENTS, but then AUC is undefined: say so instead of a traceback
-        raise click.ClickException(f"{patches_dir / 'large'}: {problem} (seed {seed}, {patients} patients); "
-                                   f"use more --patients or another --seed")
+    for kind, problem in (("large", split_class_problem(read_manifest(patches_dir / "large"))),
+                          ("resize512", split_lesion_problem(read_manifest(patches_dir / "resize512")))):
+        if problem:  # rare above MIN_PATIENTS, but then AUC or Dice is undefined: say so instead of a traceback
+            raise click.ClickException(f"{patches_dir / kind}: {problem} (seed {seed}, {patients} patients); "
+                                       f"use more --patients or another --seed")
     # A small CNN from scratch (mammocad.demo.demo_train_config): minutes on a CPU, no download.
     # The paper's set-up is `mammocad train-classifier --model mobilenet_v2 --weights imagenet`.
     shutil.rmtree(run_dir, ignore_errors=True)
