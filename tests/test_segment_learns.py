@@ -24,9 +24,9 @@ SIZE, EPOCHS = 64, 24
 keep the number of steps: ~100 (26 epochs of 4 batches of 8). On a 64-px set of another seed (3) the
 loss fell per step as at 128 px, and 36 steps were far too few (validation Dice ~0)."""
 MARGIN = 0.1
-"""Average Dice above each floor, at least. Whole-breast's is the masses' share of the breast
-(a few hundredths): a margin of several times that, on average over the test images, is reached
-only by outlining the masses, not by a blob somewhere near them."""
+"""Average Dice above each floor, at least. Whole-breast's is about twice the masses' share of the
+breast (a few hundredths): a margin of several times that, on average over the test images, is
+reached only by outlining the masses, not by a blob somewhere near them."""
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ range):
 
 ``empty`` (nothing found) and ``breast`` (the whole breast mask as one region, score 1) are the
 floors any detector must clear: the average Dice of a prediction that does not look at the
-image. (Empty gives 0 on every image with a lesion; whole-breast gives about the lesion's share
+image. (Empty gives 0 on every image with a lesion; whole-breast about twice the lesion's share
 of the breast, a few percent.)
 
 Every detector has the signature of :data:`Predictor`: ``(image, breast) -> Instances``, the
