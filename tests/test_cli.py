@@ -9,7 +9,6 @@ import pytest
 from click.testing import CliRunner
 
 from mammocad.cli import app
-from mammocad.demo import MIN_PATIENTS
 
 
 def run(*args: str, ok: bool = True):
@@ -77,16 +76,6 @@ def test_unknown_yaml_key_is_one_clear_line(tmp_path: Path):
 def test_missing_dataset_is_one_clear_line(tmp_path: Path):
     result = run("prepare", "--source", tmp_path / "nowhere", "--out", tmp_path / "out", ok=False)
     assert result.exit_code != 0 and "nowhere" in result.output and "Traceback" not in result.output
-
-
-def test_demo_runs_end_to_end(tmp_path: Path):
-    out = tmp_path / "demo"
-    result = run("demo", "--out", out, "--patients", MIN_PATIENTS)
-    assert "research software" in result.output.lower()
-    assert (out / "prepared" / "images.csv").is_file()
-    for kind in ("small", "large", "seg", "resize512"):
-        assert (out / "patches" / kind / "patches.csv").is_file()
-    assert "AUC" in result.output and (out / "run" / "evaluation" / "metrics.json").is_file()
 
 
 def test_cli_defines_its_commands_without_heavy_imports():

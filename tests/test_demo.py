@@ -1,4 +1,5 @@
-"""`mammocad demo`: the patients it refuses, and that its training recipe really learns."""
+"""`mammocad demo`: end to end at its smallest, the patients it refuses, and that its classifier recipe
+really learns (the segmenter recipe's check is tests/test_segment_learns.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,47 @@ import pytest
 from click.testing import CliRunner
 
 from mammocad.cli import app
-from mammocad.demo import MIN_PATIENTS, TASK, demo_checkpoint, demo_train_config, split_class_problem
+from mammocad.demo import (
+    MIN_PATIENTS,
+    SEGMENT_SIZE,
+    TASK,
+    demo_checkpoint,
+    demo_train_config,
+    split_class_problem,
+    split_lesion_problem,
+)
+from test_cli import run  # tests/ is on sys.path (pytest rootdir-less "prepend" import mode)
+
+
+def test_demo_runs_end_to_end(tmp_path: Path):
+    """The smallest demo: every stage, the classifier and the segmenter evaluated, both in the report."""
+    import json
+
+    import yaml
+
+    out = tmp_path / "demo"
+    result = run("demo", "--out", out, "--patients", MIN_PATIENTS)
+    assert "research software" in result.output.lower()
+    assert (out / "prepared" / "images.csv").is_file()
+    for kind in ("small", "large", "seg", "resize512"):
+        assert (out / "patches" / kind / "patches.csv").is_file()
+    assert yaml.safe_load((out / "patches" / "resize512" / "patches.yaml").read_text())["size"] == SEGMENT_SIZE
+    assert "AUC" in result.output and (out / "run" / "evaluation" / "metrics.json").is_file()
+
+    segmenter = out / "segmenter"
+    for name in ("checkpoints/last.ckpt", "metrics.csv", "evaluation/metrics.json", "evaluation/per_image_test.csv",
+                 "evaluation/froc_test.png", "evaluation/loss_curves.png"):
+        assert (segmenter / name).is_file(), name
+    metrics = json.loads((segmenter / "evaluation" / "metrics.json").read_text())
+    assert metrics["split"] == "test" and metrics["val_split"] == "val" and metrics["lesion_types"] == ["mass"]
+    assert metrics["overlays"] and all((segmenter / "evaluation" / "overlays" / f"{i}.png").is_file()
+                                       for i in metrics["overlays"])
+    for words in ("[7/7]", "average Dice", "max Dice", "FP/image", "sensitivity IoU>=0.1"):
+        assert words in result.output, words
+
+    page = (out / "report.html").read_text()
+    assert "Segmentation results" in page and "Segmenter: segmenter/evaluation" in page
+    assert "U-Net (demo, last checkpoint)" in page and "overlay:" in page and "FROC" in page
 
 
 def test_demo_refuses_too_few_patients_with_one_usage_line(tmp_path: Path):
@@ -36,6 +77,13 @@ def test_split_class_problem_names_the_split_without_both_classes():
     })
     assert split_class_problem(frame) == "the test split has no MALIGNANT patches"
     assert split_class_problem(frame, splits=("train", "val")) is None
+
+
+def test_split_lesion_problem_names_the_split_without_a_mass():
+    frame = pd.DataFrame({"split": ["train", "train", "val", "test"],
+                          "instance_labels": [["BENIGN_MASS"], [], ["MALIGNANT_CALCIFICATION"], ["MALIGNANT_MASS"]]})
+    assert split_lesion_problem(frame) == "the val split has no image with a mass"
+    assert split_lesion_problem(frame, splits=("train", "test")) is None
 
 
 @pytest.fixture(scope="module")

@@ -219,6 +219,15 @@ def test_blob_baseline_finds_a_bright_mass():
 
 
 # ---- figures ------------------------------------------------------------------------------------------------
+def test_floor_baselines_predict_nothing_or_the_whole_breast():
+    image, breast = np.zeros((20, 30), np.uint8), rect((20, 30), 2, 0, 18, 12).astype(np.uint8) * 255
+    whole = baseline("breast")(image, breast)
+    assert len(whole) == 1 and np.array_equal(whole.masks[0], breast != 0)
+    assert whole.boxes.tolist() == [[0, 2, 12, 18]] and whole.scores.tolist() == [1.0]
+    assert len(baseline("breast")(image, np.zeros_like(breast))) == 0
+    assert len(baseline("empty")(image, breast)) == 0 and baseline("empty")(image, breast).shape == (20, 30)
+
+
 def test_figures_are_written(tmp_path: Path):
     metrics = pd.DataFrame({"epoch": [0, 0, 1, 1], "step": [1, 2, 3, 4], "train_loss_step": [3, 2, 2, 1],
                             "train_loss_epoch": [np.nan, 2.5, np.nan, 1.5], "val_loss": [np.nan, 2.8, np.nan, 2.0]})

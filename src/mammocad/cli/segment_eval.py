@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -18,11 +19,43 @@ def _with_ci(summary: dict, name: str) -> str:
     return f"{value:.3f} [{'n/a' if low is None else f'{low:.3f}'}, {'n/a' if high is None else f'{high:.3f}'}]"
 
 
+def checkpoint_predictor(checkpoint: Path) -> tuple[Callable, Path | None]:
+    """(``predict(image, breast)`` of a train-segmenter checkpoint, its run's metrics.csv or None)."""
+    from mammocad.segment.predict import load_segmenter
+
+    segmenter = load_segmenter(checkpoint)
+
+    def predict(image, breast):
+        return segmenter.predict(image)
+
+    run_metrics = Path(checkpoint).resolve().parent.parent / "metrics.csv"  # RUN/checkpoints/<name>.ckpt
+    return predict, run_metrics if run_metrics.is_file() else None
+
+
+def print_segmenter_evaluation(result, out: Path) -> None:
+    """What ``evaluate_segmenter`` measured, before and after the FP control, with patient-bootstrap CIs."""
+    metrics, op = result.metrics, result.operating_point
+    click.echo(f"{metrics['segmenter']} on {metrics['split']}: {metrics['raw']['n_images']} images, "
+               f"{metrics['raw']['n_lesions']} lesions, {metrics['raw']['n_patients']} patients "
+               f"(95% CIs from resampling patients)")
+    if metrics["val_split"] is not None:
+        click.echo(f"FP control chosen on {metrics['val_split']}: top-k {op.top_k or 'all'}, "
+                   f"score >= {op.min_score:.3g}")
+    for label, key in (("before FP control", "raw"), ("after FP control", "after_fp_control")):
+        s = metrics[key]
+        click.echo(f"  {label}: average Dice {_with_ci(s, 'average_dice')}  max Dice {_with_ci(s, 'max_dice')}  "
+                   f"FP/image {_with_ci(s, 'false_positives_per_image')}")
+        click.echo(f"    sensitivity IoU>=0.1 {_with_ci(s, 'sensitivity_iou_0.1')}  IoU>=0.5 "
+                   f"{_with_ci(s, 'sensitivity_iou_0.5')}  FROC at 1 FP/image {_with_ci(s, 'froc_sensitivity_at_1_fp')}")
+    click.echo(f"-> {out} (per-image CSVs, metrics.json, FROC, overlays). {DISCLAIMER}")
+
+
 @app.command("evaluate-segmenter")
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
               help="a segmenter checkpoint written by train-segmenter")
 @click.option("--baseline", default=None, metavar="NAME",
-              help="a classical detector instead of a checkpoint: blob (brightest blob)")
+              help="a classical detector instead of a checkpoint: blob (brightest blob), or a floor: empty (nothing), "
+                   "breast (the whole breast as one region)")
 @click.option("--data", required=True, type=click.Path(path_type=Path), help="a prepared folder (mammocad prepare)")
 @click.option("--split", default="test", show_default=True, help="split to evaluate")
 @click.option("--val-split", default="val", show_default=True,
@@ -58,16 +91,8 @@ def evaluate_segmenter_command(checkpoint: Path | None, baseline: str | None, da
 
     training_metrics = None
     if checkpoint is not None:
-        from mammocad.segment.predict import load_segmenter
-
-        segmenter = load_segmenter(checkpoint)
-
-        def predict(image, breast):
-            return segmenter.predict(image)
-
+        predict, training_metrics = checkpoint_predictor(checkpoint)
         name = checkpoint.name
-        run_metrics = checkpoint.resolve().parent.parent / "metrics.csv"  # RUN/checkpoints/<name>.ckpt
-        training_metrics = run_metrics if run_metrics.is_file() else None
     else:
         from mammocad.segment.baselines import baseline as get_baseline
 
@@ -76,14 +101,4 @@ def evaluate_segmenter_command(checkpoint: Path | None, baseline: str | None, da
     result = evaluate_segmenter(predict, data, split, out, val_split=None if val_split.lower() == "none" else val_split,
                                 lesion_types=types, iou_threshold=iou_threshold, n_overlays=overlays,
                                 n_resamples=bootstrap, seed=seed, training_metrics=training_metrics, name=name)
-    metrics, op = result.metrics, result.operating_point
-    click.echo(f"{name} on {split}: {metrics['raw']['n_images']} images, {metrics['raw']['n_lesions']} lesions, "
-               f"{metrics['raw']['n_patients']} patients (95% CIs from resampling patients)")
-    click.echo(f"FP control chosen on {val_split}: top-k {op.top_k or 'all'}, score >= {op.min_score:.3g}")
-    for label, key in (("before FP control", "raw"), ("after FP control", "after_fp_control")):
-        s = metrics[key]
-        click.echo(f"  {label}: average Dice {_with_ci(s, 'average_dice')}  max Dice {_with_ci(s, 'max_dice')}  "
-                   f"FP/image {_with_ci(s, 'false_positives_per_image')}")
-        click.echo(f"    sensitivity IoU>=0.1 {_with_ci(s, 'sensitivity_iou_0.1')}  IoU>=0.5 "
-                   f"{_with_ci(s, 'sensitivity_iou_0.5')}  FROC at 1 FP/image {_with_ci(s, 'froc_sensitivity_at_1_fp')}")
-    click.echo(f"-> {out} (per-image CSVs, metrics.json, FROC, overlays). {DISCLAIMER}")
+    print_segmenter_evaluation(result, out)

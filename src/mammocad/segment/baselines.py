@@ -15,6 +15,11 @@ range):
 4. score = the component's mean response / the largest response in the breast, in [0, 1];
    the ``max_instances`` best are returned, highest first.
 
+``empty`` (nothing found) and ``breast`` (the whole breast mask as one region, score 1) are the
+floors any detector must clear: the average Dice of a prediction that does not look at the
+image. (Empty gives 0 on every image with a lesion; whole-breast about twice the lesion's share
+of the breast, a few percent.)
+
 Every detector has the signature of :data:`Predictor`: ``(image, breast) -> Instances``, the
 prepared image (any integer dtype or float in [0, 1]) and its breast mask (non-zero = breast).
 """
@@ -30,7 +35,7 @@ import numpy as np
 
 from mammocad.segment.instances import Instances
 from mammocad.utils.errors import DataError
-from mammocad.utils.geometry import Box
+from mammocad.utils.geometry import Box, mask_box
 
 Predictor = Callable[[np.ndarray, np.ndarray], Instances]
 
@@ -106,11 +111,26 @@ def blob_detector(image: np.ndarray, breast: np.ndarray, config: BlobConfig = Bl
                      np.array([f[1].xyxy() for f in found], np.float32), np.ones(len(found), np.int64))
 
 
-BASELINES: dict[str, Callable[[], Predictor]] = {"blob": lambda: partial(blob_detector, config=BlobConfig())}
+def empty_detector(image: np.ndarray, breast: np.ndarray) -> Instances:
+    """No region on any image (a floor; see the module docstring)."""
+    return Instances.empty(image.shape)
+
+
+def breast_detector(image: np.ndarray, breast: np.ndarray) -> Instances:
+    """The whole breast mask (non-zero pixels of ``breast``) as one region scoring 1 (a floor); nothing if empty."""
+    inside = breast != 0
+    box = mask_box(inside)
+    if box is None:
+        return Instances.empty(image.shape)
+    return Instances(inside[None], np.ones(1, np.float32), np.array([box.xyxy()], np.float32), np.ones(1, np.int64))
+
+
+BASELINES: dict[str, Callable[[], Predictor]] = {"blob": lambda: partial(blob_detector, config=BlobConfig()),
+                                                 "empty": lambda: empty_detector, "breast": lambda: breast_detector}
 
 
 def baseline(name: str) -> Predictor:
-    """The named classical detector (``blob``); DataError naming the known ones otherwise."""
+    """The named classical detector (``blob``, ``empty``, ``breast``); DataError naming the known ones otherwise."""
     if name not in BASELINES:
         raise DataError(None, f"unknown baseline {name!r}; known: {', '.join(sorted(BASELINES))}")
     return BASELINES[name]()
