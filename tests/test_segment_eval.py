@@ -311,3 +311,14 @@ def test_evaluate_segmenter_checkpoint_path_uses_load_segmenter(prepared_small: 
     assert loaded == [checkpoint]
     assert (tmp_path / "eval" / "loss_curves.png").is_file()
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["segmenter"] == "best.ckpt"
+
+
+def test_stitching_keeps_the_best_instances_when_capped():
+    masks = np.zeros((3, 8, 8), bool)
+    masks[0, 0:2, 0:2] = masks[1, 4:6, 4:6] = masks[2, 0:2, 5:7] = True  # three separate regions in one tile
+    tile = Instances(masks, np.array([0.2, 0.9, 0.5], np.float32), np.zeros((3, 4), np.float32), np.ones(3, np.int64))
+    every = stitch_tiles([(0, 0, tile)], (8, 8))
+    capped = stitch_tiles([(0, 0, tile)], (8, 8), max_instances=2)
+    assert every.scores.tolist() == pytest.approx([0.9, 0.5, 0.2])
+    assert capped.scores.tolist() == pytest.approx([0.9, 0.5])
+    assert np.array_equal(capped.masks, every.masks[:2])

@@ -13,7 +13,8 @@ was trained:
 - ``seg`` (tile) models: S x S tiles every ``tile_stride`` px (the patch grid:
   ``mammocad.patches.segmentation.grid_starts``, last tiles flush with the edges; an image smaller
   than a tile is padded with 0 at the bottom/right), predicted in batches and merged by
-  ``mammocad.segment.stitch.stitch_tiles`` (overlaps merged, duplicates removed).
+  ``mammocad.segment.stitch.stitch_tiles`` (overlaps merged, duplicates removed), keeping the
+  model's ``detections_per_image`` best for the whole image, as for a resized image.
 
 Inference runs in ``torch.inference_mode`` in batches of ``batch_size`` images or tiles, under
 autocast when ``precision`` (default ``auto``: the training fast path of the device,
@@ -95,7 +96,8 @@ class Segmenter:
                   for c in grid_starts(padded.shape[1], size, self.tile_stride)]
         tiles = [torch.from_numpy(np.ascontiguousarray(padded[r:r + size, c:c + size])).unsqueeze(0) for r, c in starts]
         found = self._detect(tiles)
-        merged = stitch_tiles([(r, c, inst) for (r, c), inst in zip(starts, found)], padded.shape)
+        merged = stitch_tiles([(r, c, inst) for (r, c), inst in zip(starts, found)], padded.shape,
+                              max_instances=self.model.options.get("detections_per_image"))
         if merged.shape == (rows, cols):
             return merged
         masks = merged.masks[:, :rows, :cols]

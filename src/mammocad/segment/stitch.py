@@ -111,11 +111,13 @@ def _merged_mask(group: _Group, shape: tuple[int, int]) -> np.ndarray:
 
 
 def stitch_tiles(tile_predictions: Sequence[tuple[int, int, Instances]], shape: tuple[int, int],
-                 agree_iou: float = AGREE_IOU) -> Instances:
+                 agree_iou: float = AGREE_IOU, max_instances: int | None = None) -> Instances:
     """One image's instances from its tiles' predictions ``(row, col, instances)``; ``shape`` = (rows, cols).
 
     ``row, col``: the tile's top-left pixel in the full image; each tile's instances lie on that
-    tile's own pixel grid (its ``shape``). Returns the merged instances, highest score first.
+    tile's own pixel grid (its ``shape``). Returns the merged instances, highest score first, at
+    most ``max_instances`` of them (a model's detections per image; every candidate is still
+    grouped, so a dropped low-score candidate's pixels vote in the group it joined).
     """
     rows, cols = shape
     candidates = []
@@ -140,6 +142,7 @@ def stitch_tiles(tile_predictions: Sequence[tuple[int, int, Instances]], shape: 
             groups.append(_Group(member.box, np.zeros((member.box.height, member.box.width), bool)))
             best = len(groups) - 1
         groups[best].add(member)
+    groups = groups[:max_instances]  # made in decreasing order of their best member's score
     if not groups:
         return Instances.empty(shape)
     masks = np.stack([_merged_mask(g, shape) for g in groups])
