@@ -10,13 +10,19 @@ behind ``mammocad cross-validate``):
   mini-MIAS type).
 
 Row names: ``a_classical`` / ``b_classical`` (intensity + GLCM + LBP features -> gradient
-boosting, the floor), ``a_mobilenet`` / ``b_mobilenet`` (today's ImageNet MobileNetV2 recipe,
+boosting) and ``a_classical_lr`` (logistic regression on the same features): the floors;
+``a_mobilenet`` / ``b_mobilenet`` (today's ImageNet MobileNetV2 recipe,
 ``../shared/weights/mobilenet_v2_imagenet_coral.pt``, input in [-1, 1], BatchNorm statistics
-frozen), ``a_mobilenet_tta`` (the same trained folds, flips TTA), ``a_probe`` (frozen ImageNet
-features + linear head), ``a_classical_lr`` (logistic regression on the same features), and
-``a_fusion`` / ``b_fusion`` (late fusion: the mean of the classical and MobileNetV2
-out-of-fold probabilities). Every row is compared with its task's classical row: paired AUC
-difference on the same out-of-fold patches, 95% CI resampling patients.
+frozen) and its variants: ``a_mobilenet_tta`` (the same trained folds, flips TTA),
+``a_mobilenet_full`` (the full 224 px patch resolution instead of ``--input-small``),
+``a_mobilenet_deep`` (every layer fine-tuned, a longer schedule with early stopping on the
+patient-grouped validation split), ``a_mobilenet_seeds`` (``--members`` seeds per fold, their
+mean), ``a_mobilenet_wide`` (the same windows cut with twice the context), ``a_probe`` (frozen
+ImageNet features + a trained linear head); for (b) ``b_classical_lr``, ``b_mobilenet_tta`` and
+``b_probe`` likewise; late fusions (the mean of two finished rows'
+out-of-fold probabilities): ``a_fusion`` / ``a_fusion_lr`` / ``b_fusion`` (classical + MobileNetV2)
+and ``a_multiscale`` (small + wide context). Every row is compared with each classical floor of
+its task: paired AUC difference on the same out-of-fold patches, 95% CI resampling patients.
 
 mini-MIAS (``../shared/data/mini-mias-dev``) is prepared once into ``--work``; prepare, patches and
 finished folds are reused by a second run with the same ``--work``. Output: JSON lines on stdout
@@ -39,9 +45,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import lightning as L
 import torch
-from torch import nn
 
 from mammocad import DISCLAIMER
 from mammocad.evaluate.config import CrossValConfig
@@ -62,7 +66,10 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 DEFAULT_DATA = SHARED / "data" / "mini-mias-dev"
 DEFAULT_WEIGHTS = SHARED / "weights" / "mobilenet_v2_imagenet_coral.pt"
 TASKS = {"a": ("lesion_vs_background", "small"), "b": ("any_benign_malignant", "large")}
-FUSIONS = {"a_fusion": ("a_classical", "a_mobilenet"), "b_fusion": ("b_classical", "b_mobilenet")}
+FUSIONS = {"a_fusion": ("a_classical", "a_mobilenet"), "a_fusion_lr": ("a_classical_lr", "a_mobilenet"),
+           "a_multiscale": ("a_mobilenet", "a_mobilenet_wide"), "b_fusion": ("b_classical", "b_mobilenet")}
+ROW_SETS = {"a_mobilenet_wide": "wide"}
+FLOORS = ("a_classical", "a_classical_lr", "b_classical", "b_classical_lr")  # rows on another patch set than their task's (TASKS)
 DEFAULT_ROWS = "a_classical,b_classical,a_mobilenet,b_mobilenet,a_mobilenet_tta,a_fusion,b_fusion"
 
 
@@ -79,47 +86,45 @@ def prepare_patch_sets(data: Path, work: Path, backgrounds: int, workers: int, s
     if summary.failures:
         raise SystemExit(f"prepare failed for {len(summary.failures)} images: {summary.failures[:3]}")
     sets = {}
-    for kind, config in (("small", SmallContextConfig(backgrounds_per_image=backgrounds)),
-                         ("large", LargeContextConfig())):
-        out = work / f"patches-{kind}-bg{backgrounds}" if kind == "small" else work / f"patches-{kind}"
+    # "wide": the same small-context windows (same seed) cut with twice the side around the same centres
+    for name, kind, config in (("small", "small", SmallContextConfig(backgrounds_per_image=backgrounds)),
+                               ("wide", "small", SmallContextConfig(backgrounds_per_image=backgrounds,
+                                                                    context_scale=2.0)),
+                               ("large", "large", LargeContextConfig())):
+        out = {"small": work / f"patches-small-bg{backgrounds}", "wide": work / f"patches-small-bg{backgrounds}-x2",
+               "large": work / "patches-large"}[name]
         result = build_patches(PatchJob(prepared=prepared, out=out, kind=PatchKind(kind), workers=workers,
                                         figure=False, seed=seed), config, progress=False)
         if result.failures:
-            raise SystemExit(f"{kind} patches failed for {len(result.failures)} images: {result.failures[:3]}")
-        sets[kind] = out
+            raise SystemExit(f"{name} patches failed for {len(result.failures)} images: {result.failures[:3]}")
+        sets[name] = out
     return sets
 
 
-class FrozenBatchNormStats(L.Callback):
-    """Keep every BatchNorm layer in eval mode while training (running statistics fixed, affine still learnt).
-
-    The ImageNet file has BatchNorm folded into the convolutions: its BN layers are identities
-    (mean 0, var 1). When the engine unfreezes a BN layer it trains in train mode, normalising
-    with batch statistics instead, which changes the pretrained features at once (val AUC fell
-    from ~0.79 to ~0.5 at the head -> last_third switch on fold 0 of task (a)). Applied before
-    every training batch, i.e. after the module's own ``model.train()`` at epoch start.
-    """
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        for module in pl_module.model.modules():
-            if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                module.eval()
-
-
-def recipes(args) -> dict[str, tuple[dict, dict, bool]]:
-    """Row name -> (TrainConfig fields, CrossValConfig fields, frozen BatchNorm statistics)."""
+def recipes(args) -> dict[str, tuple[dict, dict]]:
+    """Row name -> (TrainConfig fields, CrossValConfig fields)."""
+    # frozen_batchnorm: the coral file has BatchNorm folded into its convolutions (identity BN layers); training
+    # them with batch statistics changed the pretrained features at once (fold 0 of (a): val AUC 0.79 -> 0.5)
     imagenet = {"model": "mobilenet_v2", "weights": str(args.weights.resolve()), "input_norm": "minus_one_one",
-                "batch_size": 32, "augment": "full"}
+                "batch_size": 32, "augment": "full", "frozen_batchnorm": True}
     classical = {"model": "classical", "workers": args.workers}
+    a_base = {**imagenet, "input_size": args.input_small, "phases": args.phases_small}
+    b_base = {**imagenet, "input_size": args.input_large, "phases": args.phases_large}
     return {
-        "a_classical": (classical, {}, False),
-        "a_classical_lr": ({**classical, "model": "classical_lr"}, {}, False),
-        "b_classical": (classical, {}, False),
-        "a_mobilenet": ({**imagenet, "input_size": args.input_small, "phases": args.phases_small}, {}, True),
-        "a_mobilenet_tta": ({**imagenet, "input_size": args.input_small, "phases": args.phases_small},
-                            {"tta": "flips"}, True),
-        "a_probe": ({**imagenet, "input_size": args.input_small, "phases": args.probe_small}, {}, True),
-        "b_mobilenet": ({**imagenet, "input_size": args.input_large, "phases": args.phases_large}, {}, True),
+        "a_classical": (classical, {}),
+        "a_classical_lr": ({**classical, "model": "classical_lr"}, {}),
+        "b_classical": (classical, {}),
+        "b_classical_lr": ({**classical, "model": "classical_lr"}, {}),
+        "a_mobilenet": (a_base, {}),
+        "a_mobilenet_tta": (a_base, {"tta": "flips"}),
+        "a_mobilenet_full": ({**a_base, "input_size": 224}, {}),
+        "a_mobilenet_deep": ({**a_base, "phases": args.phases_deep, "early_stopping_patience": args.patience}, {}),
+        "a_mobilenet_seeds": (a_base, {"members": args.members}),
+        "a_mobilenet_wide": (a_base, {}),
+        "a_probe": ({**a_base, "phases": args.probe_small}, {}),
+        "b_mobilenet": (b_base, {}),
+        "b_mobilenet_tta": (b_base, {"tta": "flips"}),
+        "b_probe": ({**b_base, "phases": args.probe_large}, {}),
     }
 
 
@@ -131,17 +136,45 @@ def run_row(name: str, args, sets: dict[str, Path], work: Path) -> dict:
         predictions = average_predictions([read_predictions(work / "rows" / row / OOF)[0] for row in FUSIONS[name]])
         summary = summarise(predictions, get_task(task_name), cv)
     else:
-        fields, cv_fields, frozen_bn = recipes(args)[name]
+        fields, cv_fields = recipes(args)[name]
         # TTA is a prediction setting: the TTA row re-predicts the folds its base row trained (same folder)
-        train = TrainConfig(data=sets[kind], task=task_name, class_weights=True, seed=args.seed,
+        train = TrainConfig(data=sets[ROW_SETS.get(name, kind)], task=task_name, class_weights=True, seed=args.seed,
                             out=work / "cv" / name.removesuffix("_tta"), **fields)
         result = cross_validate(train, replace(cv, **cv_fields),
-                                callbacks=[FrozenBatchNormStats()] if frozen_bn else [],
                                 log=lambda line: log({"kind": "fold", "row": name, "line": line}))
         predictions, summary = result.predictions, result.summary
     write_predictions(work / "rows" / name / OOF, predictions)
     write_json(work / "rows" / name / SUMMARY, summary)
     return summary
+
+
+def _interval(values) -> str:
+    return f"[{values[0]:.3f}, {values[1]:.3f}]"
+
+
+def markdown_table(work: Path, n_resamples: int, seed: int) -> str:
+    """Every finished row of ``work/rows`` as a Markdown table, with its paired AUC differences to each floor."""
+    lines = ["| task | row | AUC [95% CI, patients] | per-fold AUC | lesion-level AUC [CI] | Brier | "
+             "Δ AUC vs classical (GB) [paired CI] | Δ AUC vs classical (LR) [paired CI] | "
+             "Δ lesion-level AUC vs classical (LR) [paired CI] |", "|---" * 9 + "|"]
+    for task in sorted({path.name[0] for path in (work / "rows").iterdir()}):
+        for row in sorted((work / "rows").glob(f"{task}_*"), key=lambda path: (path.name not in FLOORS, path.name)):
+            summary = json.loads((row / SUMMARY).read_text())
+            lesion = summary.get("lesion_level")
+            cells = [task, row.name, f"{summary['auc']:.3f} {_interval(summary['auc_ci_patients'])}",
+                     f"{summary['fold_auc_mean']:.3f} ± {summary['fold_auc_sd']:.3f}",
+                     f"{lesion['auc']:.3f} {_interval(lesion['auc_ci_patients'])}" if lesion else "–",
+                     f"{summary['brier']:.3f}"]
+            for floor, level in ((f"{task}_classical", "patch_level"), (f"{task}_classical_lr", "patch_level"),
+                                 (f"{task}_classical_lr", "lesion_level")):
+                if row.name == floor or not (work / "rows" / floor / OOF).is_file() or (level == "lesion_level"
+                                                                                          and not lesion):
+                    cells.append("–")
+                    continue
+                compared = compare_runs(work / "rows" / floor, row, n_resamples=n_resamples, seed=seed)[level]
+                cells.append(f"{compared['difference']:+.3f} {_interval(compared['ci_patients'])}")
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -150,7 +183,9 @@ def main() -> None:
     parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS,
                         help="ImageNet MobileNetV2 state_dict (input in [-1, 1])")
     parser.add_argument("--work", type=Path, default=None, help="work folder (default: a new temporary one, kept)")
-    parser.add_argument("--rows", default=DEFAULT_ROWS)
+    parser.add_argument("--rows", default=DEFAULT_ROWS, help="rows to run, comma separated ('' for none)")
+    parser.add_argument("--table", action="store_true",
+                        help="at the end, print a Markdown table of every finished row in WORK/rows")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--backgrounds", type=int, default=2, help="small-context background patches per mammogram")
     parser.add_argument("--input-small", type=int, default=128, help="model input side for (a), px (patches: 224)")
@@ -160,6 +195,12 @@ def main() -> None:
     parser.add_argument("--phases-large", default="head:5:1e-3,last_third:20:1e-4",
                         help="MobileNetV2 schedule for (b) (default: the 2026-11-26 recipe)")
     parser.add_argument("--probe-small", default="head:10:1e-3", help="linear-probe schedule for (a)")
+    parser.add_argument("--probe-large", default="head:25:1e-3", help="linear-probe schedule for (b)")
+    parser.add_argument("--phases-deep", default="head:3:1e-3,all:30:1e-4",
+                        help="deeper, longer schedule for a_mobilenet_deep (every layer; early stopping)")
+    parser.add_argument("--patience", type=int, default=5,
+                        help="a_mobilenet_deep: epochs of the last phase without a better val AUC before stopping")
+    parser.add_argument("--members", type=int, default=3, help="a_mobilenet_seeds: models (seeds) per fold")
     parser.add_argument("--n-resamples", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2, help="processes for prepare / patches / features")
@@ -167,7 +208,7 @@ def main() -> None:
 
     if not (args.data / "Info.txt").is_file():
         raise SystemExit(f"mini-MIAS not found at {args.data} (expected Info.txt and the PGMs); pass --data")
-    rows = args.rows.split(",")
+    rows = [row for row in args.rows.split(",") if row]
     unknown = [r for r in rows if r not in recipes(args) and r not in FUSIONS]
     if unknown:
         raise SystemExit(f"unknown rows {unknown}; known: {sorted([*recipes(args), *FUSIONS])}")
@@ -190,11 +231,13 @@ def main() -> None:
             summary = run_row(name, args, sets, work)
         log({"kind": "summary", "row": name, "minutes": round((time.perf_counter() - started) / 60, 2),
              "peak_pss_mib": peak.mib, **{k: v for k, v in summary.items() if k != "recipe"}})
-        floor = f"{name[0]}_classical"
-        if name != floor and (work / "rows" / floor / OOF).is_file():
-            log({"kind": "comparison", "row": name, "against": floor,
-                 **compare_runs(work / "rows" / floor, work / "rows" / name, n_resamples=args.n_resamples,
-                                seed=args.seed)})
+        for floor in (f"{name[0]}_classical", f"{name[0]}_classical_lr"):  # both classical floors
+            if name != floor and (work / "rows" / floor / OOF).is_file():
+                log({"kind": "comparison", "row": name, "against": floor,
+                     **compare_runs(work / "rows" / floor, work / "rows" / name, n_resamples=args.n_resamples,
+                                    seed=args.seed)})
+    if args.table:
+        print(markdown_table(work, args.n_resamples, args.seed), flush=True)
 
 
 if __name__ == "__main__":

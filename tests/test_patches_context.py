@@ -148,6 +148,23 @@ def test_small_context_is_deterministic_per_seed():
     assert windows(3) != windows(4)
 
 
+def test_context_scale_gives_the_same_windows_with_more_tissue_around_them():
+    image, lesions = _mammogram(np.uint16), _lesions()
+    plain = small_context_patches(image, lesions, np.random.default_rng(3))
+    wide = small_context_patches(image, lesions, np.random.default_rng(3), SmallContextConfig(context_scale=2.0))
+    assert [(p.label, p.abnormality) for p in wide] == [(p.label, p.abnormality) for p in plain]
+    grid, _ = resize_to_grid(image, lesions)
+    padded = np.pad(grid, PATCH)  # zero beyond the grid, as the wide cut
+    for p, w in zip(plain, wide):
+        # the same centre, twice the side, resized back to the patch size
+        assert (w.row, w.col, w.height, w.width) == (p.row - PATCH // 2, p.col - PATCH // 2, 2 * PATCH, 2 * PATCH)
+        assert w.pixels.shape == (PATCH, PATCH) and w.pixels.dtype == image.dtype
+        cut = padded[w.row + PATCH:w.row + 3 * PATCH, w.col + PATCH:w.col + 3 * PATCH]
+        np.testing.assert_array_equal(w.pixels, cv2.resize(cut, (PATCH, PATCH), interpolation=cv2.INTER_AREA))
+    with pytest.raises(ValueError, match="context_scale"):
+        SmallContextConfig(context_scale=0.5)
+
+
 def test_relaxed_threshold_is_the_one_reported():
     # Two equal squares far apart: a window holds at most half of the lesion, so the threshold
     # must fall below 0.5, i.e. 12 relaxations (0.9 * 0.95**11 = 0.512, 0.9 * 0.95**12 = 0.486).

@@ -297,3 +297,72 @@ def test_cross_validate_pools_out_of_fold_predictions_resumes_and_compares(lesio
     expected = roc_auc_score(lr["target"], lr["prob_LESION"]) - roc_auc_score(gb["target"], gb["prob_LESION"])
     assert comparison["patch_level"]["difference"] == pytest.approx(expected, abs=1e-4)
     assert "lesion_level" in comparison
+
+
+def test_cross_validate_never_resumes_a_run_of_another_recipe(lesion_set: Path, tmp_path: Path):
+    from mammocad.evaluate.config import CrossValConfig
+    from mammocad.evaluate.crossval import cross_validate
+
+    train = TrainConfig(data=lesion_set, task="lesion_vs_background", model="classical", input_size=32, workers=0,
+                        out=tmp_path / "cv")
+    cv = CrossValConfig(folds=4, val_fraction=0.25, bootstrap=10)
+    # a fold's member left half-trained by an earlier recipe (no record of which): must be removed, not resumed
+    stale = tmp_path / "cv" / "folds" / "fold0" / "member0" / "stale.txt"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("an interrupted run of another recipe")
+    cross_validate(train, cv)
+    assert not stale.exists()
+    assert json.loads((stale.parents[1] / "trained.json").read_text())["finished"] is True
+
+    # an interrupted run of the same recipe is resumed in place
+    fold = tmp_path / "cv" / "folds" / "fold1"
+    (fold / "done.json").unlink()
+    state = json.loads((fold / "trained.json").read_text())
+    (fold / "trained.json").write_text(json.dumps({**state, "finished": False}))
+    kept = fold / "member0" / "kept.txt"
+    kept.write_text("this recipe's own run")
+    cross_validate(train, cv)
+    assert kept.exists()
+
+
+# ---- named recipes ------------------------------------------------------------------------------------
+def test_every_shipped_recipe_builds_both_configs():
+    from mammocad.evaluate.config import CrossValConfig
+    from mammocad.evaluate.recipes import load_recipe, recipe_names
+    from mammocad.utils.config import build_configs
+
+    assert "mias-lesion" in recipe_names()
+    for name in recipe_names():
+        values = load_recipe(name)
+        train, cv = build_configs((TrainConfig, CrossValConfig), None, {}, values)
+        for key, value in values.items():
+            built = getattr(train if hasattr(train, key) else cv, key)
+            assert str(getattr(built, "value", built)) == str(value), (name, key)
+
+
+def test_recipe_sits_between_the_defaults_and_the_config_file_and_flags(lesion_set: Path, tmp_path: Path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("model: classical_lr\ninput_size: 32\ntta: flips\nworkers: 0\nbootstrap: 20\nfolds: 3\n")
+    config = tmp_path / "config.yaml"
+    config.write_text("folds: 4\nval_fraction: 0.25\n")
+    run("cross-validate", "--recipe", recipe, "--config", config, "--data", lesion_set, "--task",
+        "lesion_vs_background", "--bootstrap", 30, "--out", tmp_path / "cv")
+    summary = json.loads((tmp_path / "cv" / "crossval.json").read_text())
+    assert summary["recipe"]["model"] == "classical_lr" and summary["recipe"]["input_size"] == 32  # the recipe's
+    assert summary["tta"] == "flips"  # the recipe's
+    assert summary["folds"] == 4  # the config file's, over the recipe's
+    assert summary["bootstrap"]["n_resamples"] == 30  # the flag's, over the recipe's
+
+
+@pytest.mark.parametrize("recipe, message", [
+    ("no-such-recipe", "unknown recipe 'no-such-recipe'; named recipes: mias-lesion"),
+    ("bad.yaml", "bad.yaml: a recipe holds train-classifier / cross-validate settings only; not allowed: "
+                 "['out', 'wieghts']"),
+])
+def test_a_bad_recipe_is_one_line_naming_it(tmp_path: Path, monkeypatch, recipe: str, message: str):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bad.yaml").write_text("wieghts: none\nout: somewhere\n")
+    for command in ("cross-validate", "train-classifier"):
+        result = run(command, "--recipe", recipe, "--data", tmp_path, ok=False)
+        assert result.exit_code != 0 and "Traceback" not in result.output
+        assert message in result.output, result.output

@@ -199,6 +199,9 @@ def test_reproduce_reads_the_configs_folder_it_is_given(tmp_path: Path):
     missing = run("reproduce", "--data", tmp_path / "none", "--out", tmp_path / "out", "--configs", tmp_path / "no",
                   ok=False)
     assert missing.exit_code == 2 and "no experiment configs folder" in missing.output
+    no_data = run("reproduce", "--data", tmp_path / "none", "--out", tmp_path / "out2", "--tables", "2", ok=False)
+    assert no_data.exit_code == 2 and "Traceback" not in no_data.output
+    assert f"{tmp_path / 'none'}: not a folder" in no_data.output and "--source" not in no_data.output
 
 
 def test_smoke_budget_makes_a_segmenter_tiny_and_records_the_swaps():

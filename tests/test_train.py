@@ -232,6 +232,21 @@ class PhaseProbe(Callback):
         self.module = pl_module
 
 
+@pytest.mark.parametrize("frozen", [True, False])
+def test_frozen_batchnorm_keeps_every_running_statistic_while_the_weights_train(patch_set: Path, tmp_path: Path,
+                                                                               frozen: bool):
+    config = _config(patch_set, tmp_path / "run", model="mobilenet_v2", phases="all:1:1e-3", limit_train_batches=2,
+                     frozen_batchnorm=frozen)
+    probe = PhaseProbe()
+    train_classifier(config, progress=False, callbacks=[probe])
+    changed = probe.epochs[0]["changed"]
+    bn_weights = {name for name, m in build_classifier("mobilenet_v2", 2).named_modules()
+                  if isinstance(m, torch.nn.BatchNorm2d)}
+    assert {f"{name}.weight" for name in bn_weights} <= changed  # the affine parameters learn either way
+    stats_changed = {k for k in changed if k.endswith(("running_mean", "running_var"))}
+    assert (stats_changed == set()) if frozen else (len(stats_changed) == 2 * len(bn_weights))
+
+
 def test_staged_fit_switches_trainable_layers_and_writes_the_run_folder(patch_set: Path, tmp_path: Path):
     out = tmp_path / "run"
     phases = "head:1:1e-3,last_third:1:5e-4,all:1:1e-4"

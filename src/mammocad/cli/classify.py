@@ -23,6 +23,9 @@ def _train_classes() -> tuple[type, ...]:
 
 @app.command("train-classifier")
 @click.option("--config", "config_file", type=click.Path(path_type=Path), help="YAML file with any of the options below")
+@click.option("--recipe", default=None, metavar="NAME|YAML",
+              help="a named recipe (mias-lesion) or a recipe YAML: its settings replace the defaults; "
+                   "--config and flags still override them")
 @click.option("--evaluate/--no-evaluate", default=True, show_default=True,
               help="evaluate the best checkpoint on the test split afterwards (into OUT/evaluation)")
 @click.option("--bootstrap", default=1000, show_default=True, type=click.IntRange(min=1),
@@ -34,8 +37,8 @@ def _train_classes() -> tuple[type, ...]:
 @click_options(*_train_classes())
 @clean_errors
 @third_party_warnings_hidden
-def train_classifier_command(config_file: Path | None, evaluate: bool, bootstrap: int, calibrate: str,
-                             **flags) -> None:
+def train_classifier_command(config_file: Path | None, recipe: str | None, evaluate: bool, bootstrap: int,
+                             calibrate: str, **flags) -> None:
     """Train a patch classifier with staged fine-tuning (paper Tables 3-8).
 
     \b
@@ -51,10 +54,16 @@ def train_classifier_command(config_file: Path | None, evaluate: bool, bootstrap
     --model mobilenet_v2 --weights imagenet --out runs/mass
     """
     from mammocad.evaluate.classifier import calibrate_checkpoint, evaluate_classifier
+    from mammocad.evaluate.recipes import load_recipe
     from mammocad.train.engine import train_classifier
     from mammocad.train.fastpath import resolve_workers
 
-    (config,) = build_command_configs(_train_classes(), config_file, flags)
+    base = load_recipe(recipe) if recipe else None
+    (config,) = build_command_configs(_train_classes(), config_file, flags, base, f"recipe {recipe}")
+    if base and {"tta", "members"} & set(base):
+        click.echo(f"recipe {recipe}: its cross-validation settings ("
+                   + ", ".join(f"{k} {base[k]}" for k in ("tta", "members") if k in base)
+                   + ") apply to cross-validate / evaluate-classifier, not to one training run")
     result = train_classifier(config)  # unusable --weights: a WeightsError, i.e. a DataError
     click.echo(f"trained {result.epochs_run} epoch(s); best val AUC {result.best_val_auc:.3f} -> "
                f"{result.best_checkpoint}")

@@ -47,10 +47,12 @@ def clean_errors(fn: Callable) -> Callable:
     return wrapper
 
 
-def build_command_configs(classes: tuple[type, ...], config_file: Path | None, flags: dict) -> tuple:
-    """Build the command's configs; an impossible value is a usage error, not a traceback."""
+def build_command_configs(classes: tuple[type, ...], config_file: Path | None, flags: dict,
+                          base: dict | None = None, base_name: str = "recipe") -> tuple:
+    """Build the command's configs (``base``: a recipe's values, below the YAML file and the flags);
+    an impossible value is a usage error, not a traceback."""
     try:
-        return build_configs(classes, config_file, flags)
+        return build_configs(classes, config_file, flags, base, base_name)
     except (TypeError, ValueError) as err:
         raise click.UsageError(str(err)) from None
 

@@ -22,10 +22,13 @@ def _classes() -> tuple[type, ...]:
 
 @app.command("cross-validate")
 @click.option("--config", "config_file", type=click.Path(path_type=Path), help="YAML file with any of the options below")
+@click.option("--recipe", default=None, metavar="NAME|YAML",
+              help="a named recipe (mias-lesion) or a recipe YAML: its settings replace the defaults; "
+                   "--config and flags still override them")
 @click_options(*_classes())
 @clean_errors
 @third_party_warnings_hidden
-def cross_validate_command(config_file: Path | None, **flags) -> None:
+def cross_validate_command(config_file: Path | None, recipe: str | None, **flags) -> None:
     """Patient-level k-fold cross-validation of a classifier recipe on one patch set.
 
     \b
@@ -35,13 +38,17 @@ def cross_validate_command(config_file: Path | None, **flags) -> None:
     writes into --out: out-of-fold predictions (predictions_oof.csv), crossval.json (pooled
     AUC with 95% CIs resampling patients, per-fold AUCs, Brier score, lesion-level AUC for
     lesion_vs_background). --compare RUN_DIR: the paired AUC difference against another run on
-    the same folds. Re-running skips finished folds (by fingerprint).
+    the same folds. Re-running skips finished folds (by fingerprint). --recipe mias-lesion: the
+    recipe chosen on mini-MIAS (see benchmarks/RESULTS.md).
     Example: mammocad cross-validate --data data/mias-small --task lesion_vs_background
     --model classical --folds 5 --out cv/classical
     """
     from mammocad.evaluate.crossval import cross_validate
 
-    train, cv = build_command_configs(_classes(), config_file, flags)
+    from mammocad.evaluate.recipes import load_recipe
+
+    base = load_recipe(recipe) if recipe else None
+    train, cv = build_command_configs(_classes(), config_file, flags, base, f"recipe {recipe}")
     result = cross_validate(train, cv, progress=False, log=click.echo)
     summary = result.summary
     click.echo(f"{summary['task']}: pooled out-of-fold AUC {summary['auc']:.3f} "

@@ -144,14 +144,17 @@ def _run_fold(train: TrainConfig, cv: CrossValConfig, fold: int, view: Path, fol
         return read_predictions(predictions_file)[0]
     trained_file = fold_dir / "trained.json"
     members = [fold_dir / f"member{m}" for m in range(cv.members)]
-    if (json.loads(trained_file.read_text()) if trained_file.is_file() else {}).get("train") != train_key:
-        for member in fold_dir.glob("member*"):
-            if done or trained_file.is_file():
-                shutil.rmtree(member)  # settings changed: these runs are of another recipe
-        for m, member in enumerate(members):  # an interrupted run resumes
+    state = json.loads(trained_file.read_text()) if trained_file.is_file() else {}
+    if not (state.get("train") == train_key and state.get("finished", True)):
+        if state.get("train") != train_key:
+            # Runs left by another recipe (finished or interrupted, or of unknown recipe) must not be resumed.
+            for member in fold_dir.glob("member*"):
+                shutil.rmtree(member)
+            write_json(trained_file, {"train": train_key, "finished": False})
+        for m, member in enumerate(members):  # an interrupted run of this recipe resumes
             train_classifier(replace(train, data=view, out=member, seed=train.seed + m, resume=True),
                              progress=progress, callbacks=callbacks)
-        write_json(trained_file, {"train": train_key})
+        write_json(trained_file, {"train": train_key, "finished": True})
     members = [member / "checkpoints" / "best.ckpt" for member in members]
     predictors = []
     for checkpoint in members:

@@ -67,8 +67,14 @@ class SmallContextConfig:
         metadata={"help": "give up when the background's lesion-overlap bound reaches this"})
     breast_intensity: float = field(default=0.05,
         metadata={"help": "breast = largest region above this fraction of the image maximum"})
+    context_scale: float = field(default=1.0, metadata={
+        "help": "side of the cut window as a multiple of patch_size, centred on each accepted window and "
+                "resized back to patch_size (zero beyond the grid): 2 gives the same patches, same seed, with "
+                "twice the context (multi-scale input); 1: the builder's patches"})
 
     def __post_init__(self) -> None:
+        if self.context_scale < 1.0:
+            raise ValueError(f"context_scale must be >= 1, got {self.context_scale}")
         if any(p < 1 or p >= g for p, g in zip(self.patch_size, self.image_size)):
             # The builder keeps windows one pixel short of the last row/col, hence ">=".
             raise ValueError(f"patch_size {self.patch_size} must be positive and smaller than image_size "

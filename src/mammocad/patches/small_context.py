@@ -121,7 +121,7 @@ def positive_patches(
 ) -> list[Patch]:
     """The positive patches of one lesion, image and mask already in the grid."""
     windows = positive_windows(lesion, rng, config, source)
-    return _crop(image, windows, config.patch_size, lesion.label, lesion.key)
+    return _crop(image, windows, config, lesion.label, lesion.key)
 
 
 def background_patches(
@@ -133,7 +133,7 @@ def background_patches(
 ) -> list[Patch]:
     """The background patches of one mammogram, image and masks already in the grid."""
     windows = background_windows(image, lesions, rng, config, source)
-    return _crop(image, windows, config.patch_size, PatchLabel.BACKGROUND.value, None)
+    return _crop(image, windows, config, PatchLabel.BACKGROUND.value, None)
 
 
 def positive_windows(
@@ -295,15 +295,29 @@ def _schedule(start: float, factor: float, in_range: Callable[[float], bool]) ->
     return values
 
 
-def _crop(image: np.ndarray, windows: Sequence[Window], patch_size: tuple[int, int],
+def _crop(image: np.ndarray, windows: Sequence[Window], config: SmallContextConfig,
           label: str, abnormality: str | None) -> list[Patch]:
-    height, width = patch_size
-    # copy(): a patch must not keep the whole grid image alive.
-    return [
-        Patch(pixels=image[w.row:w.row + height, w.col:w.col + width].copy(), label=label,
-              row=w.row, col=w.col, height=height, width=width, abnormality=abnormality, relaxations=w.level)
-        for w in windows
-    ]
+    """The patches of accepted ``windows``: the window itself, or with ``config.context_scale`` > 1 a wider
+    window on the same centre, zero-padded beyond the grid and resized back to ``patch_size`` (INTER_AREA).
+    A patch's row/col/height/width are those of the cut window, which may then extend past the grid."""
+    height, width = config.patch_size
+    if config.context_scale == 1.0:
+        # copy(): a patch must not keep the whole grid image alive.
+        return [Patch(pixels=image[w.row:w.row + height, w.col:w.col + width].copy(), label=label,
+                      row=w.row, col=w.col, height=height, width=width, abnormality=abnormality,
+                      relaxations=w.level) for w in windows]
+    cut_rows, cut_cols = (round(side * config.context_scale) for side in config.patch_size)
+    patches = []
+    for w in windows:
+        row, col = w.row - (cut_rows - height) // 2, w.col - (cut_cols - width) // 2
+        cut = np.zeros((cut_rows, cut_cols), image.dtype)
+        top, left = max(row, 0), max(col, 0)
+        bottom, right = min(row + cut_rows, image.shape[0]), min(col + cut_cols, image.shape[1])
+        cut[top - row:bottom - row, left - col:right - col] = image[top:bottom, left:right]
+        pixels = cv2.resize(cut, (width, height), interpolation=cv2.INTER_AREA)
+        patches.append(Patch(pixels=pixels, label=label, row=row, col=col, height=cut_rows, width=cut_cols,
+                             abnormality=abnormality, relaxations=w.level))
+    return patches
 
 
 def _largest_contour(binary: np.ndarray) -> np.ndarray | None:

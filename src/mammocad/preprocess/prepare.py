@@ -187,7 +187,7 @@ def run_prepare(job: PrepareJob, config: PreprocessConfig, *, progress: bool = T
     """Prepare every image of ``job.source`` into ``job.out`` (incremental, parallel)."""
     check_output_folder(Path(job.out))
     if not Path(job.source).is_dir():
-        raise DataError(job.source, "--source is not a folder (a CBIS-DDSM root or a mini-MIAS folder)")
+        raise DataError(job.source, "not a folder (expected a CBIS-DDSM root or a mini-MIAS folder)")
     failures: list[Failure] = []
     table = load_dataset(job.source, job.dataset, failures=failures, workers=job.workers, progress=progress)
     if job.limit is not None:

@@ -51,6 +51,10 @@ class TrainConfig:
     phases: str = field(default=DEFAULT_PHASES, metadata={
         "help": "fine-tuning schedule: phase:epochs:lr items, comma separated; phases: head, last_third, "
                 "last_two_thirds, all (e.g. all:30:1e-3 end to end)"})
+    frozen_batchnorm: bool = field(default=False, metadata={
+        "help": "keep every BatchNorm layer's running statistics at the initial weights' values while training "
+                "(affine parameters still learn): for weights with BatchNorm folded into the convolutions, such as "
+                "../shared's MobileNetV2, whose BN layers are identities that batch statistics would overwrite"})
     batch_size: int = field(default=32, metadata={"help": "patches per step per process"})
     workers: int | None = field(default=None, metadata={
         "help": "data loader worker processes per training process (default: 0 on the CPU, where loading "

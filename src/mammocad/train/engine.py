@@ -266,7 +266,7 @@ def train_classifier(config: TrainConfig, *, progress: bool = True, callbacks: S
                               weights=config.weights, dropout=config.dropout, input_norm=config.input_norm,
                               weight_decay=config.weight_decay, class_weights=weights, channels_last=channels_last,
                               fast_strided_depthwise=uses_strided_depthwise_kernel(device, precision),
-                              run_config=config_dict(config))
+                              frozen_batchnorm=config.frozen_batchnorm, run_config=config_dict(config))
     return fit_run(config, module, data, device=device, precision=precision, resume_from=resume_from,
                    data_fingerprint=data_fingerprint, monitor="val_auc", callbacks=callbacks, progress=progress,
                    run_info={"channels_last": channels_last, "workers": workers,

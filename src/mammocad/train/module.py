@@ -16,7 +16,8 @@ rebuilt for the new trainable parameters and learning rate (a fresh Adam, so its
 from zero, as in a separate fit per phase). The current phase index is stored in every
 checkpoint and restored before the optimizer is built, so a resumed run loads the optimizer
 state of the phase it was saved in and switches at the same epoch as an uninterrupted run.
-Frozen BatchNorm layers stay in eval mode (``set_frozen_bn_eval``) throughout.
+Frozen BatchNorm layers stay in eval mode (``set_frozen_bn_eval``) throughout; with
+``frozen_batchnorm`` every BatchNorm layer does (running statistics fixed, affine parameters trained).
 
 The phase machinery lives in ``PhasedModule``, which the segmenters' LightningModule
 (``mammocad.segment.training``) shares: a subclass holds its network in ``self.model`` and says
@@ -83,9 +84,22 @@ class PhasedModule(L.LightningModule):
                 strategy.configure_ddp()
             strategy.setup_optimizers(self.trainer)
         self.model.train()
-        set_frozen_bn_eval(self.model)
+        self.batchnorm_eval()
         self.log_dict({"phase": float(self.phase_index), "lr": self.optimizers().param_groups[0]["lr"]},
                       on_step=False, on_epoch=True)
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        self.batchnorm_eval()  # again: a validation run inside the epoch puts the model back in train mode
+
+    def batchnorm_eval(self) -> None:
+        """Frozen layers' BatchNorm in eval mode (``set_frozen_bn_eval``); every BatchNorm layer when the
+        module's ``hparams.frozen_batchnorm`` is set."""
+        if self.hparams.get("frozen_batchnorm", False):
+            for module in self.model.modules():
+                if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+        else:
+            set_frozen_bn_eval(self.model)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint[PHASE_KEY] = self.phase_index
@@ -104,13 +118,15 @@ class ClassifierModule(PhasedModule):
     ``channels_last`` converts the model and its inputs to channels-last memory format;
     ``fast_strided_depthwise`` swaps strided depthwise convolutions for ``StridedDepthwiseConv2d``
     (same parameters and outputs, a faster bf16 CPU backward; ``strided_depthwise_layers`` counts them);
+    ``frozen_batchnorm`` keeps every BatchNorm layer in eval mode while training (see ``TrainConfig``);
     ``run_config`` is the run's full configuration (a flat dict), kept for provenance.
     """
 
     def __init__(self, *, model: str, task: str, input_size: int, phases: str, weights: str = "none",
                  dropout: float = 0.2, input_norm: str | None = None, weight_decay: float = 0.0,
                  class_weights: list[float] | None = None, channels_last: bool = False,
-                 fast_strided_depthwise: bool = False, run_config: dict | None = None):
+                 fast_strided_depthwise: bool = False, frozen_batchnorm: bool = False,
+                 run_config: dict | None = None):
         super().__init__(parse_phases(phases))
         self.save_hyperparameters()
         self.task = get_task(task)

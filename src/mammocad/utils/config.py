@@ -153,12 +153,16 @@ def read_yaml(yaml_path: str | Path | None) -> dict[str, Any]:
     return {str(k).replace("-", "_"): v for k, v in loaded.items()}
 
 
-def build_configs(classes: tuple[type, ...], yaml_path: str | Path | None, flags: dict[str, Any]) -> tuple[Any, ...]:
-    """Instances of ``classes`` from defaults < YAML file < flags that were given (not None).
+def build_configs(classes: tuple[type, ...], yaml_path: str | Path | None, flags: dict[str, Any],
+                  base: dict[str, Any] | None = None, base_name: str = "recipe") -> tuple[Any, ...]:
+    """Instances of ``classes`` from defaults < ``base`` (a named recipe's values) < YAML file < flags
+    that were given (not None).
 
     A YAML key that belongs to none of the classes is an error naming the file, so a typo
-    never silently falls back to a default.
+    never silently falls back to a default. Keys of ``base`` that belong to none of the classes
+    are left out (a recipe may carry another command's settings); ``base_name`` names it in errors.
     """
+    base = base or {}
     from_yaml = read_yaml(yaml_path)
     if yaml_path is not None:
         path = Path(yaml_path)
@@ -175,6 +179,8 @@ def build_configs(classes: tuple[type, ...], yaml_path: str | Path | None, flags
                 kwargs[f.name] = _coerce(flags[f.name], hints[f.name], flag_name(f.name))
             elif f.name in from_yaml:
                 kwargs[f.name] = _coerce(from_yaml[f.name], hints[f.name], f"{yaml_path}: {f.name}")
+            elif f.name in base:
+                kwargs[f.name] = _coerce(base[f.name], hints[f.name], f"{base_name}: {f.name}")
         out.append(cls(**kwargs))
     return tuple(out)
 
