@@ -153,10 +153,12 @@ def _interval(values) -> str:
 
 
 def markdown_table(work: Path, n_resamples: int, seed: int) -> str:
-    """Every finished row of ``work/rows`` as a Markdown table, with its paired AUC differences to each floor."""
+    """Every finished row of ``work/rows`` as a Markdown table, with its paired AUC differences to each floor
+    and to today's MobileNetV2 recipe (``a_mobilenet`` / ``b_mobilenet``)."""
     lines = ["| task | row | AUC [95% CI, patients] | per-fold AUC | lesion-level AUC [CI] | Brier | "
              "Δ AUC vs classical (GB) [paired CI] | Δ AUC vs classical (LR) [paired CI] | "
-             "Δ lesion-level AUC vs classical (LR) [paired CI] |", "|---" * 9 + "|"]
+             "Δ lesion-level AUC vs classical (LR) [paired CI] | Δ AUC vs today's MobileNetV2 recipe [paired CI] |",
+             "|---" * 10 + "|"]
     for task in sorted({path.name[0] for path in (work / "rows").iterdir()}):
         for row in sorted((work / "rows").glob(f"{task}_*"), key=lambda path: (path.name not in FLOORS, path.name)):
             summary = json.loads((row / SUMMARY).read_text())
@@ -166,7 +168,7 @@ def markdown_table(work: Path, n_resamples: int, seed: int) -> str:
                      f"{lesion['auc']:.3f} {_interval(lesion['auc_ci_patients'])}" if lesion else "–",
                      f"{summary['brier']:.3f}"]
             for floor, level in ((f"{task}_classical", "patch_level"), (f"{task}_classical_lr", "patch_level"),
-                                 (f"{task}_classical_lr", "lesion_level")):
+                                 (f"{task}_classical_lr", "lesion_level"), (f"{task}_mobilenet", "patch_level")):
                 if row.name == floor or not (work / "rows" / floor / OOF).is_file() or (level == "lesion_level"
                                                                                           and not lesion):
                     cells.append("–")
