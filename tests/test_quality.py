@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
@@ -352,6 +353,10 @@ def test_recipe_sits_between_the_defaults_and_the_config_file_and_flags(lesion_s
     assert summary["tta"] == "flips"  # the recipe's
     assert summary["folds"] == 4  # the config file's, over the recipe's
     assert summary["bootstrap"]["n_resamples"] == 30  # the flag's, over the recipe's
+    trained = run("train-classifier", "--recipe", recipe, "--data", lesion_set, "--task", "lesion_vs_background",
+                  "--no-evaluate", "--out", tmp_path / "one")
+    assert "bootstrap 20, folds 3, tta flips apply to cross-validate only" in trained.output
+    assert yaml.safe_load((tmp_path / "one" / "config.yaml").read_text())["model"] == "classical_lr"
 
 
 @pytest.mark.parametrize("recipe, message", [

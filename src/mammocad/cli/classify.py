@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import click
@@ -60,10 +61,10 @@ def train_classifier_command(config_file: Path | None, recipe: str | None, evalu
 
     base = load_recipe(recipe) if recipe else None
     (config,) = build_command_configs(_train_classes(), config_file, flags, base, f"recipe {recipe}")
-    if base and {"tta", "members"} & set(base):
-        click.echo(f"recipe {recipe}: its cross-validation settings ("
-                   + ", ".join(f"{k} {base[k]}" for k in ("tta", "members") if k in base)
-                   + ") apply to cross-validate / evaluate-classifier, not to one training run")
+    cross_validation_only = sorted(set(base or {}) - {f.name for f in dataclasses.fields(config)})
+    if cross_validation_only:
+        click.echo(f"recipe {recipe}: " + ", ".join(f"{k} {base[k]}" for k in cross_validation_only)
+                   + " apply to cross-validate only (train-classifier trains one model)")
     result = train_classifier(config)  # unusable --weights: a WeightsError, i.e. a DataError
     click.echo(f"trained {result.epochs_run} epoch(s); best val AUC {result.best_val_auc:.3f} -> "
                f"{result.best_checkpoint}")
