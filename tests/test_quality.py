@@ -288,6 +288,14 @@ def test_cross_validate_pools_out_of_fold_predictions_resumes_and_compares(lesio
     run("cross-validate", *common, "--model", "classical", "--out", tmp_path / "gb")
     run("cross-validate", *common, "--model", "classical", "--tta", "flips", "--out", tmp_path / "gb")
     monkeypatch.undo()
+    # a setting that changes what a run learns (when it stops) is part of the recipe: the folds retrain
+    retrained = []
+    monkeypatch.setattr(engine, "train_classifier", lambda *a, **k: retrained.append(1) or pytest.fail("retrained"))
+    with pytest.raises(pytest.fail.Exception, match="retrained"):
+        run("cross-validate", *common, "--model", "classical", "--tta", "flips", "--early-stopping-patience", 2,
+            "--out", tmp_path / "gb")
+    monkeypatch.undo()
+    assert retrained
 
     second = run("cross-validate", *common, "--model", "classical_lr", "--out", tmp_path / "lr",
                  "--compare", tmp_path / "gb")

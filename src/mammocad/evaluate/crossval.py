@@ -72,6 +72,9 @@ OOF = "predictions_oof.csv"
 SUMMARY = "crossval.json"
 FOLDS = "folds.json"
 _VAL_ATTEMPTS = 20
+# Settings outside a fold's training fingerprint: those a resumed run may change, except the ones
+# that change what a full run learns (when it stops, how much of each epoch it sees).
+NOT_RECIPE = RESUME_FREE - {"early_stopping_patience", "limit_train_batches", "limit_val_batches"}
 
 
 # ---- folds -------------------------------------------------------------------------------------
@@ -188,7 +191,7 @@ def cross_validate(train: TrainConfig, cv: CrossValConfig, *, progress: bool = F
                 for k, test in enumerate(fold_patients)]
     write_json(out / FOLDS, {"folds": {p: k for k, test in enumerate(fold_patients) for p in sorted(test)},
                              "val": [sorted(v) for v in val_sets], "fold_seed": cv.fold_seed, "n_folds": cv.folds})
-    recipe = {k: v for k, v in config_dict(train).items() if k not in RESUME_FREE}
+    recipe = {k: v for k, v in config_dict(train).items() if k not in NOT_RECIPE}
     frames = []
     for k, (test, val) in enumerate(zip(fold_patients, val_sets)):
         fold_dir = out / "folds" / f"fold{k}"
