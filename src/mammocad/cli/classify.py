@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from mammocad import DISCLAIMER
-from mammocad.cli.common import app, bootstrap_options, build_command_configs, clean_errors
+from mammocad.cli.common import app, bootstrap_options, build_command_configs, clean_errors, recipe_option
 from mammocad.evaluate.config import CALIBRATION_METHODS
 from mammocad.train.config import TTA_MODES
 from mammocad.utils.config import click_options, workers_callback
@@ -24,9 +24,7 @@ def _train_classes() -> tuple[type, ...]:
 
 @app.command("train-classifier")
 @click.option("--config", "config_file", type=click.Path(path_type=Path), help="YAML file with any of the options below")
-@click.option("--recipe", default=None, metavar="NAME|YAML",
-              help="a named recipe (mias-lesion) or a recipe YAML: its settings replace the defaults; "
-                   "--config and flags still override them")
+@recipe_option
 @click.option("--evaluate/--no-evaluate", default=True, show_default=True,
               help="evaluate the best checkpoint on the test split afterwards (into OUT/evaluation)")
 @click.option("--bootstrap", default=1000, show_default=True, type=click.IntRange(min=1),
@@ -59,12 +57,13 @@ def train_classifier_command(config_file: Path | None, recipe: str | None, evalu
     from mammocad.train.engine import train_classifier
     from mammocad.train.fastpath import resolve_workers
 
-    base = load_recipe(recipe) if recipe else None
-    (config,) = build_command_configs(_train_classes(), config_file, flags, base, f"recipe {recipe}")
-    cross_validation_only = sorted(set(base or {}) - {f.name for f in dataclasses.fields(config)})
-    if cross_validation_only:
-        click.echo(f"recipe {recipe}: " + ", ".join(f"{k} {base[k]}" for k in cross_validation_only)
-                   + " apply to cross-validate only (train-classifier trains one model)")
+    (config,) = build_command_configs(_train_classes(), config_file, flags, recipe)
+    if recipe is not None:
+        values = load_recipe(recipe)
+        cross_validation_only = sorted(set(values) - {f.name for f in dataclasses.fields(config)})
+        if cross_validation_only:
+            click.echo(f"recipe {recipe}: " + ", ".join(f"{k} {values[k]}" for k in cross_validation_only)
+                       + " apply to cross-validate only (train-classifier trains one model)")
     result = train_classifier(config)  # unusable --weights: a WeightsError, i.e. a DataError
     click.echo(f"trained {result.epochs_run} epoch(s); best val AUC {result.best_val_auc:.3f} -> "
                f"{result.best_checkpoint}")

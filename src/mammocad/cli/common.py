@@ -47,12 +47,23 @@ def clean_errors(fn: Callable) -> Callable:
     return wrapper
 
 
+recipe_option = click.option(
+    "--recipe", default=None, metavar="NAME|YAML",
+    help="a named recipe (mias-lesion) or a recipe YAML: its settings replace the defaults; --config and flags "
+         "still override them")
+
+
 def build_command_configs(classes: tuple[type, ...], config_file: Path | None, flags: dict,
-                          base: dict | None = None, base_name: str = "recipe") -> tuple:
-    """Build the command's configs (``base``: a recipe's values, below the YAML file and the flags);
-    an impossible value is a usage error, not a traceback."""
+                          recipe: str | None = None) -> tuple:
+    """Build the command's configs from defaults < ``recipe`` (``mammocad.evaluate.recipes``) < the YAML
+    file < the flags; an impossible value is a usage error, not a traceback."""
+    base = None
+    if recipe is not None:
+        from mammocad.evaluate.recipes import load_recipe
+
+        base = load_recipe(recipe)
     try:
-        return build_configs(classes, config_file, flags, base, base_name)
+        return build_configs(classes, config_file, flags, base, f"recipe {recipe}")
     except (TypeError, ValueError) as err:
         raise click.UsageError(str(err)) from None
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from mammocad import DISCLAIMER
-from mammocad.cli.common import app, build_command_configs, clean_errors
+from mammocad.cli.common import app, build_command_configs, clean_errors, recipe_option
 from mammocad.utils.config import click_options
 from mammocad.utils.quiet import third_party_warnings_hidden
 
@@ -22,9 +22,7 @@ def _classes() -> tuple[type, ...]:
 
 @app.command("cross-validate")
 @click.option("--config", "config_file", type=click.Path(path_type=Path), help="YAML file with any of the options below")
-@click.option("--recipe", default=None, metavar="NAME|YAML",
-              help="a named recipe (mias-lesion) or a recipe YAML: its settings replace the defaults; "
-                   "--config and flags still override them")
+@recipe_option
 @click_options(*_classes())
 @clean_errors
 @third_party_warnings_hidden
@@ -45,10 +43,7 @@ def cross_validate_command(config_file: Path | None, recipe: str | None, **flags
     """
     from mammocad.evaluate.crossval import cross_validate
 
-    from mammocad.evaluate.recipes import load_recipe
-
-    base = load_recipe(recipe) if recipe else None
-    train, cv = build_command_configs(_classes(), config_file, flags, base, f"recipe {recipe}")
+    train, cv = build_command_configs(_classes(), config_file, flags, recipe)
     result = cross_validate(train, cv, progress=False, log=click.echo)
     summary = result.summary
     click.echo(f"{summary['task']}: pooled out-of-fold AUC {summary['auc']:.3f} "
